@@ -1,0 +1,1 @@
+"""One package per far side (Asterisk, GSM, fax, USB, audio)."""

@@ -1,0 +1,1 @@
+"""The branch daemon: a deterministic call-control core plus the wiring that feeds it."""

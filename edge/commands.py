@@ -1,0 +1,106 @@
+"""Commands: everything the core wants done, returned from ``Core.handle``.
+
+Per-call commands (they carry ``call_id``) are executed in order on that call's FastAGI session;
+each finishes with a ``CommandDone`` or a ``CallHungUp`` event, except ``HoldMusic`` and ``Hangup``,
+which finish at once. Commands without ``call_id`` go to AMI or to the store.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Command:
+    """Base of every command."""
+
+
+@dataclass(frozen=True)
+class CallCommand(Command):
+    """A command executed on one call's FastAGI session, in order."""
+    call_id: str
+
+
+@dataclass(frozen=True)
+class Answer(CallCommand):
+    """AGI ``ANSWER``."""
+
+
+@dataclass(frozen=True)
+class Play(CallCommand):
+    """AGI ``STREAM FILE <prompt> ""`` (a missing prompt is ``result=-1``, not a failure)."""
+    prompt: str
+
+
+@dataclass(frozen=True)
+class Collect(CallCommand):
+    """AGI ``GET DATA <prompt> <timeout_ms> <max_digits>``: the caller keys digits after a prompt."""
+    prompt: str
+    max_digits: int = 1
+    timeout_ms: int = 5000
+
+
+@dataclass(frozen=True)
+class HoldMusic(CallCommand):
+    """AGI ``SET MUSIC ON <moh_class>``: the caller hears music while the session waits for the core."""
+    moh_class: str = "default"
+
+
+@dataclass(frozen=True)
+class RingAgent(CallCommand):
+    """AGI ``EXEC Dial <dial_string>,<timeout_s>`` toward an agent's desk phone.
+
+    Finishes with ``CommandDone(status=...)`` once the Dial returns: ``NOANSWER`` after the ring
+    timeout, ``ANSWER`` after a bridged call ended. ``AgentAnswered`` arrives in between from AMI.
+    """
+    extension: str
+    dial_string: str
+    timeout_s: int
+
+
+@dataclass(frozen=True)
+class DialOut(CallCommand):
+    """AGI ``EXEC Dial <dial_string>,<timeout_s>`` toward an outside number on a trunk."""
+    dial_string: str
+    timeout_s: int = 60
+
+
+@dataclass(frozen=True)
+class Spy(CallCommand):
+    """AGI ``EXEC ChanSpy <target>,<options>``: ``q`` listen, ``qw`` whisper, ``qB`` barge."""
+    target: str
+    options: str
+
+
+@dataclass(frozen=True)
+class PickupCall(CallCommand):
+    """AGI ``EXEC PickupChan <target>``: answer a call ringing at another extension."""
+    target: str
+
+
+@dataclass(frozen=True)
+class Hangup(CallCommand):
+    """AGI ``HANGUP``; ``reason`` is for logs and the CDR."""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ForceHangup(Command):
+    """AMI ``Hangup`` of every channel of a device (``Channel: /^PJSIP/8001-.*$/``): 强拆."""
+    channel_prefix: str
+
+
+@dataclass(frozen=True)
+class WriteCdr(Command):
+    """Persist one call detail record; ``record`` holds the columns of the store's ``cdrs`` table."""
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Notify(Command):
+    """Something an agent, supervisor or wallboard would want to see (agent state, queue position).
+
+    ``topic`` is e.g. ``agent.state``, ``queue.position``, ``code.refused``; ``data`` is JSON-able.
+    """
+    topic: str
+    data: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,129 @@
+"""Domain events: everything the core learns about the world arrives as one of these.
+
+Drivers translate wire traffic (FastAGI replies, AMI events) into events; the core never sees a
+socket. Every event names the call it concerns by ``call_id``, which is the Asterisk ``Uniqueid``
+of the channel whose FastAGI session carries the call (``agi_uniqueid``), so AMI events and AGI
+sessions meet on the same key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every domain event."""
+
+
+# --- calls -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CallOffered(Event):
+    """A trunk call reached the edge's FastAGI ``incoming`` script.
+
+    ``trunk`` is the trunk channel number (``DAHDI/3-1`` -> 3), ``did`` the dialled number the trunk
+    delivered (``s`` on analog lines, which carry none).
+    """
+    call_id: str
+    channel: str
+    caller: str
+    caller_name: str = ""
+    did: str = ""
+    trunk: int | None = None
+
+
+@dataclass(frozen=True)
+class ExtensionDialled(Event):
+    """A desk phone dialled ``digits`` (FastAGI ``dial`` script): an outside number or a ``##code``."""
+    call_id: str
+    channel: str
+    extension: str
+    digits: str
+
+
+@dataclass(frozen=True)
+class CommandDone(Event):
+    """A per-call command finished without a hang-up.
+
+    ``command`` is the class name of the command that finished (``"Play"``, ``"Collect"``...);
+    ``digits`` holds collected DTMF (``""`` on timeout), ``status`` the Dial status
+    (``ANSWER``, ``BUSY``, ``NOANSWER``, ``CONGESTION``, ``CHANUNAVAIL``, ``CANCEL``) for dials.
+    ``talk_s`` is the answered time Asterisk reports for a bridged Dial (``ANSWEREDTIME``).
+    """
+    call_id: str
+    command: str
+    digits: str = ""
+    timed_out: bool = False
+    status: str = ""
+    talk_s: float = 0.0
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class AgentAnswered(Event):
+    """The agent's phone answered a call offered to it (AMI ``DialEnd`` with ``DialStatus: ANSWER``)."""
+    call_id: str
+    extension: str
+
+
+@dataclass(frozen=True)
+class CallHungUp(Event):
+    """The call's channel is gone. A normal event, never an error.
+
+    ``by`` is ``caller``, ``agent``, ``system`` or ``unknown``; ``cause`` the Q.850 code when the trunk
+    gives one (E1/PRI), ``0`` when it does not (analog FXO lines carry no cause).
+    """
+    call_id: str
+    cause: int = 16
+    cause_txt: str = "Normal Clearing"
+    by: str = "caller"
+
+
+# --- agents ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AgentLogin(Event):
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class AgentLogout(Event):
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class AgentSetBusy(Event):
+    """示忙 / 示闲: the agent (or a supervisor) marks the agent busy or free."""
+    agent_id: str
+    busy: bool
+
+
+@dataclass(frozen=True)
+class AgentSetAway(Event):
+    """The agent left the desk (calls skip them; later issues roam to the mobile)."""
+    agent_id: str
+    away: bool
+
+
+# --- infrastructure ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tick(Event):
+    """Time passed: the core fires every timer whose deadline is at or before the clock's now."""
+
+
+@dataclass(frozen=True)
+class LinkChanged(Event):
+    """A driver's link (``ami``) went up or down; the core keeps routing on FastAGI regardless."""
+    link: str
+    up: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ChannelsSnapshot(Event):
+    """After an AMI reconnect: the live channels Asterisk reports (``CoreShowChannels``).
+
+    The core ends every call it still holds whose channel is missing, so no CDR stays open.
+    """
+    channels: tuple[str, ...] = field(default_factory=tuple)

@@ -1,0 +1,1 @@
+"""Firmware bundles, signing and the on-box updater. Built by a later issue."""

@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop simulators: every far side over its own wire protocol."""

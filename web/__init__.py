@@ -1,0 +1,1 @@
+"""Browser UI templates and assets. The agent console comes with a later issue."""
