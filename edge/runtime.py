@@ -1,0 +1,169 @@
+"""The edge daemon's wiring: one event queue, one thread that calls the core, drivers at the rim.
+
+Drivers post domain events from their own threads; this module's loop is the only caller of
+``Core.handle`` (the core is single-threaded by design). Commands go back to the driver, CDRs and
+notifications to the store. Time: ``ScaledClock`` runs ``time_scale`` times slower than the wall
+(0.01 makes a scripted minute last 0.6 s), matching the HIL simulator's factor.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from datetime import datetime, timedelta
+from typing import Callable, Iterable
+from zoneinfo import ZoneInfo
+
+from edge.commands import Command, Notify, WriteCdr
+from edge.config import EdgeConfig
+from edge.core import Core
+from edge.events import Event, Tick
+from edge.regions import RegionResolver
+from edge.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_IDLE_WAIT_S = 0.05  # real seconds between ticks when nothing is due sooner
+
+
+class ScaledClock:
+    """Wall time slowed or sped by ``time_scale``: virtual = start + real_elapsed / time_scale."""
+
+    def __init__(self, time_scale: float = 1.0) -> None:
+        if time_scale <= 0:
+            raise ValueError("time_scale must be positive")
+        self.time_scale = time_scale
+        self._start_wall = time.time()
+        self._start_mono = time.monotonic()
+
+    def now(self) -> float:
+        return self._start_wall + (time.monotonic() - self._start_mono) / self.time_scale
+
+    def real_seconds(self, virtual_seconds: float) -> float:
+        return max(0.0, virtual_seconds * self.time_scale)
+
+
+def local_day_window(now: float, tz_name: str) -> tuple[float, float]:
+    """The local calendar day containing ``now`` as epoch seconds [start, end)."""
+    tz = ZoneInfo(tz_name)
+    local = datetime.fromtimestamp(now, tz)
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start.timestamp(), (start + timedelta(days=1)).timestamp()
+
+
+class EdgeRuntime:
+    """Owns the store, the core and the Asterisk driver for one edge process."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        driver_factory: Callable[[Callable[[Event], None]], "DriverLike"] | None = None,
+        clock: ScaledClock | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or ScaledClock(config.edge.time_scale)
+        self.store = Store(config.edge.store)
+        self.events: "queue.Queue[Event]" = queue.Queue()
+        day_start, day_end = local_day_window(self.clock.now(), config.edge.timezone)
+        self.core = Core(
+            config,
+            self.clock,
+            RegionResolver.from_config(config),
+            initial_counts=self.store.answered_counts_for_day(day_start, day_end),
+            last_agents=self.store.last_agents(),
+        )
+        factory = driver_factory or self._asterisk_driver
+        self.driver = factory(self.events.put)
+        self._listeners: list[Callable[[Command], None]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.handled = 0
+
+    def _asterisk_driver(self, post: Callable[[Event], None]) -> "DriverLike":
+        from drivers.asterisk.driver import AsteriskDriver
+
+        return AsteriskDriver.from_config(post, self.config, self.clock.time_scale)
+
+    # --- life cycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="edge-core", daemon=True)
+        self._thread.start()
+        self.driver.start()
+
+    def stop(self) -> None:
+        self.driver.stop()
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self.store.close()
+
+    def subscribe(self, listener: Callable[[Command], None]) -> None:
+        """Called on the core thread with every Notify/WriteCdr (the live view uses it)."""
+        self._listeners.append(listener)
+
+    def post(self, event: Event) -> None:
+        self.events.put(event)
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the core thread (reads of core state must happen there)."""
+        self.events.put(_Callback(fn))
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                event = self.events.get(timeout=self._idle_wait())
+            except queue.Empty:
+                event = Tick()
+            if isinstance(event, _Callback):
+                event.fn()
+                continue
+            self._handle(event)
+            if not isinstance(event, Tick):
+                self._handle(Tick())
+
+    def _idle_wait(self) -> float:
+        deadline = self.core.next_deadline()
+        if deadline is None:
+            return MAX_IDLE_WAIT_S
+        return min(MAX_IDLE_WAIT_S, self.clock.real_seconds(deadline - self.clock.now()))
+
+    def _handle(self, event: Event) -> None:
+        try:
+            commands = self.core.handle(event)
+        except Exception:  # the core must never take the daemon down with it
+            log.exception("core failed on %r; event dropped from the core, edge keeps running", event)
+            return
+        self.handled += 1
+        self._dispatch(commands)
+
+    def _dispatch(self, commands: Iterable[Command]) -> None:
+        to_driver: list[Command] = []
+        for command in commands:
+            if isinstance(command, WriteCdr):
+                self.store.write_cdr(command.record)
+            elif isinstance(command, Notify):
+                self.store.append_event(command.topic, command.data)
+            else:
+                to_driver.append(command)
+                continue
+            for listener in self._listeners:
+                listener(command)
+        if to_driver:
+            self.driver.execute(to_driver)
+
+
+class _Callback(Event):
+    def __init__(self, fn: Callable[[], None]) -> None:
+        object.__setattr__(self, "fn", fn)
+
+
+class DriverLike:
+    """What the runtime needs from a driver (AsteriskDriver satisfies it)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def execute(self, commands: list[Command]) -> None: ...
