@@ -20,7 +20,7 @@ from edge.config import EdgeConfig
 from edge.core import Core
 from edge.events import Event, Tick
 from edge.regions import RegionResolver
-from edge.store import Store
+from edge.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -143,17 +143,25 @@ class EdgeRuntime:
     def _dispatch(self, commands: Iterable[Command]) -> None:
         to_driver: list[Command] = []
         for command in commands:
-            if isinstance(command, WriteCdr):
-                self.store.write_cdr(command.record)
-            elif isinstance(command, Notify):
-                self.store.append_event(command.topic, command.data)
-            else:
+            if not isinstance(command, (WriteCdr, Notify)):
                 to_driver.append(command)
                 continue
+            self._persist(command)
             for listener in self._listeners:
                 listener(command)
         if to_driver:
             self.driver.execute(to_driver)
+
+
+    def _persist(self, command: WriteCdr | Notify) -> None:
+        """A full disk or a broken file is logged loudly; the branch keeps taking calls."""
+        try:
+            if isinstance(command, WriteCdr):
+                self.store.write_cdr(command.record)
+            else:
+                self.store.append_event(command.topic, command.data)
+        except StoreError:
+            log.exception("store rejected %s; kept in the log: %r", type(command).__name__, command)
 
 
 class _Callback(Event):

@@ -1,0 +1,66 @@
+"""One live call as the core tracks it, from offer (or dial) to its CDR.
+
+The core keeps a ``Call`` only while the call lives; once its CDR is written the call is
+forgotten, so any later event for the same ``call_id`` (a late ``CallHungUp`` after our own
+``Hangup``) finds nothing and cannot write a second record.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from edge.regions import Region
+
+INBOUND = "inbound"
+OUTBOUND = "outbound"
+INTERNAL = "internal"
+CODE = "code"
+
+
+class Phase(str, Enum):
+    MENU = "menu"                # inbound: the customer-type menu is collecting a digit
+    ROUTING = "routing"          # inbound: being placed (transient inside one event)
+    WAITING_FOR_AGENT = "waiting_for_agent"  # inbound: holding for the last agent (sticky)
+    QUEUED = "queued"            # inbound: in a group's queue with music on hold
+    RINGING = "ringing"          # inbound: RingAgent running
+    TALKING = "talking"          # inbound: an agent answered
+    DESK = "desk"                # desk phone: DialOut / Spy / PickupCall running
+    ENDING = "ending"            # the far side cancelled; waiting for CallHungUp
+
+
+@dataclass(eq=False, slots=True)
+class Call:
+    call_id: str
+    channel: str
+    direction: str
+    caller: str
+    callee: str
+    started_at: float
+    seq: int = 0                 # arrival order at the edge: FIFO key in every queue
+    number: str = ""             # the customer's national number (blacklist, VIP, last agent)
+    trunk: int | None = None
+    did: str = ""
+    region: Region | None = None
+    flagged: bool = False
+    vip_owner: str = ""          # agent id when the caller is a VIP
+    priority: int = 1
+    phase: Phase = Phase.ROUTING
+    group: str = ""
+    group_rule: str = ""         # how the group was chosen: region, customer_type, or its strategy
+    rule: str = ""               # the rule that placed the call with its agent (CDR "rule")
+    agent_id: str = ""
+    extension: str = ""
+    placements: int = 0          # ACD decisions made so far; direct targets only on the first
+    tried: set[str] = field(default_factory=set)      # agents rung in vain since last queued
+    admitted: set[str] = field(default_factory=set)   # groups whose queue limits it passed
+    visited: list[str] = field(default_factory=list)  # groups it overflowed from
+    queued_at: float | None = None
+    overflow_due: bool = False   # max wait passed while ringing: overflow if the ring fails
+    waiting_for: str = ""        # agent id of a sticky wait
+    music_on: bool = False
+    answered_at: float | None = None
+    reported_talk_s: float | None = None  # Asterisk's ANSWEREDTIME, preferred to our own clock
+    code: str = ""
+    action: str = ""             # desk calls: the running command (DialOut, Spy, PickupCall)
+    target_extension: str = ""   # desk calls: the extension a code or internal call acts on
+    disposition: str = ""        # set by the flow when it knows better than the default

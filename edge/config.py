@@ -1,0 +1,384 @@
+"""The edge's configuration: one loader, frozen dataclasses, validated at load.
+
+``load_config(path)`` reads TOML; ``parse_config(data)`` validates an already-parsed dict (tests and
+HQ-pushed config use it). Any problem raises ``ConfigError`` naming the key path, and unknown keys
+are rejected, because a misspelt key silently ignored is a branch routing calls wrongly for weeks.
+The shipped example (``edge/data/edge.example.toml``, also ``example_config()``) documents every key.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from edge.config_reader import TableReader, join_path
+from edge.errors import ConfigError
+
+DATA_DIR = Path(__file__).with_name("data")
+EXAMPLE_PATH = DATA_DIR / "edge.example.toml"
+ROLES = ("agent", "team_lead", "supervisor", "admin")
+STRATEGIES = ("least_calls", "extension_order")
+TERMINAL_OVERFLOWS = ("voicemail", "callback", "hangup")
+CODE_ACTIONS = ("listen", "whisper", "barge", "force_hangup", "pickup", "trunk_dial",
+                "toggle_busy", "toggle_login", "toggle_away", "disabled")
+SUPERVISING = ("supervisor", "team_lead")
+
+
+@dataclass(frozen=True)
+class EdgeSection:
+    id: str
+    timezone: str = "Asia/Shanghai"
+    time_scale: float = 1.0
+    store: str = "edge.sqlite3"
+
+
+@dataclass(frozen=True)
+class AsteriskSection:
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_user: str = "edge"
+    ami_secret: str = ""
+    fastagi_host: str = "0.0.0.0"
+    fastagi_port: int = 4573
+    fastagi_workers: int = 64
+
+
+@dataclass(frozen=True)
+class TrunkConfig:
+    """One trunk channel (``DAHDI/<channel>-1``); ``number`` is the line's own number (its DID)."""
+    channel: int
+    profile: str
+    number: str = ""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    id: str
+    name: str
+    extension: str
+    dial_string: str
+    mobile: str = ""
+    roles: tuple[str, ...] = ("agent",)
+    groups: tuple[str, ...] = ()
+    logged_in: bool = True
+    wrap_up_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """A skill group. ``max_wait_s``/``max_queue_len`` of ``None`` mean no limit."""
+    name: str
+    strategy: str = "least_calls"
+    ring_timeout_s: int = 20
+    max_wait_s: float | None = None
+    max_queue_len: int | None = None
+    overflow: str = "hangup"
+
+    @property
+    def overflow_group(self) -> str | None:
+        return self.overflow[len("group:"):] if self.overflow.startswith("group:") else None
+
+
+@dataclass(frozen=True)
+class MenuConfig:
+    """The customer-type IVR menu, played when the call's DID is in ``dids`` and the group it would
+    take without the menu is in ``groups``; an empty list matches everything."""
+    prompt: str
+    digits: Mapping[str, str]
+    timeout_s: float = 5.0
+    dids: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+    @property
+    def max_digits(self) -> int:
+        return max(len(key) for key in self.digits)
+
+
+@dataclass(frozen=True)
+class VipEntry:
+    number: str
+    owner: str
+
+
+@dataclass(frozen=True)
+class BlacklistEntry:
+    number: str
+    action: str  # "reject" | "flag"
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    default_group: str
+    did_groups: Mapping[str, str] = field(default_factory=dict)
+    region_groups: Mapping[str, str] = field(default_factory=dict)
+    customer_type_menu: MenuConfig | None = None
+    sticky_last_agent: bool = False
+    sticky_wait_s: float = 0.0
+    vip: tuple[VipEntry, ...] = ()
+    blacklist: tuple[BlacklistEntry, ...] = ()
+    prefix_table: str | None = None  # None: the shipped edge/data/prefixes.csv
+
+
+@dataclass(frozen=True)
+class CodeRule:
+    """One ``##code``: its prefix, what it does and who may use it (no roles: any agent)."""
+    prefix: str
+    action: str
+    roles: frozenset[str] = frozenset()
+
+
+DEFAULT_CODES: Mapping[str, CodeRule] = MappingProxyType({
+    rule.prefix: rule for rule in (
+        CodeRule("##1", "listen", frozenset(SUPERVISING)),
+        CodeRule("##2", "whisper", frozenset(SUPERVISING)),
+        CodeRule("##3", "trunk_dial"),
+        CodeRule("##4", "barge", frozenset(SUPERVISING)),
+        CodeRule("##5", "force_hangup", frozenset(SUPERVISING)),
+        CodeRule("##6", "pickup"),
+        CodeRule("##7", "toggle_busy"),
+        CodeRule("##8", "toggle_login"),
+        CodeRule("##9", "toggle_away"),
+    )
+})
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    edge: EdgeSection
+    asterisk: AsteriskSection
+    trunks: tuple[TrunkConfig, ...]
+    agents: tuple[AgentConfig, ...]
+    groups: tuple[GroupConfig, ...]
+    routing: RoutingConfig
+    codes: Mapping[str, CodeRule] = field(default_factory=lambda: DEFAULT_CODES)
+
+    def group(self, name: str) -> GroupConfig:
+        return next(g for g in self.groups if g.name == name)
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+def load_config(path: str | Path) -> EdgeConfig:
+    """Read and validate a TOML file; a relative ``prefix_table`` is taken from the file's folder."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
+    return parse_config(data, base_dir=path.parent)
+
+
+def example_config() -> EdgeConfig:
+    """The shipped example branch (tests and the demo use it)."""
+    return load_config(EXAMPLE_PATH)
+
+
+def parse_config(data: Mapping[str, Any], base_dir: str | Path | None = None) -> EdgeConfig:
+    root = TableReader(data)
+    edge = _read_edge(root.table("edge"))
+    asterisk = _read_asterisk(root.table("asterisk"))
+    trunks = root.each("trunks", _read_trunk)
+    agents = root.each("agents", _read_agent)
+    groups = root.each("groups", _read_group)
+    routing = _read_routing(root.table("routing"), groups, base_dir)
+    codes = _read_codes(root.table("codes"))
+    root.finish()
+    config = EdgeConfig(edge, asterisk, trunks, agents, groups, routing, codes)
+    _check_references(config)
+    return config
+
+
+def _read_edge(t: TableReader) -> EdgeSection:
+    section = EdgeSection(
+        id=t.text("id"),
+        timezone=t.text("timezone", "Asia/Shanghai"),
+        time_scale=t.number("time_scale", 1.0, positive=True),
+        store=t.text("store", "edge.sqlite3"),
+    )
+    try:
+        ZoneInfo(section.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise t.error("timezone", f"unknown time zone {section.timezone!r}") from exc
+    t.finish()
+    return section
+
+
+def _read_asterisk(t: TableReader) -> AsteriskSection:
+    section = AsteriskSection(
+        ami_host=t.text("ami_host", "127.0.0.1"),
+        ami_port=t.integer("ami_port", 5038, minimum=1, maximum=65535),
+        ami_user=t.text("ami_user", "edge"),
+        ami_secret=t.text("ami_secret", "", allow_empty=True),
+        fastagi_host=t.text("fastagi_host", "0.0.0.0"),
+        fastagi_port=t.integer("fastagi_port", 4573, minimum=1, maximum=65535),
+        fastagi_workers=t.integer("fastagi_workers", 64, minimum=1, maximum=4096),
+    )
+    t.finish()
+    return section
+
+
+def _read_trunk(t: TableReader) -> TrunkConfig:
+    if t.has("did") and t.has("number"):
+        raise t.error("did", "give either did or number, not both")
+    key = "did" if t.has("did") else "number"
+    return TrunkConfig(
+        channel=t.integer("channel", minimum=1, maximum=99),  # ##3 picks it with two digits
+        profile=t.text("profile", choices=("fxo", "pri")),
+        number=t.phone(key, ""),
+    )
+
+
+def _read_agent(t: TableReader) -> AgentConfig:
+    extension = t.digits("extension")
+    dial_string = t.text("dial_string", "PJSIP/{extension}")
+    try:
+        dial_string = dial_string.format(extension=extension)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise t.error("dial_string", f"only {{extension}} may be substituted: {exc}") from exc
+    return AgentConfig(
+        id=t.text("id"),
+        name=t.text("name"),
+        extension=extension,
+        dial_string=dial_string,
+        mobile=t.phone("mobile", ""),
+        roles=t.text_list("roles", ("agent",), choices=ROLES),
+        groups=t.text_list("groups"),
+        logged_in=t.flag("logged_in", True),
+        wrap_up_s=t.number("wrap_up_s", 5.0, minimum=0),
+    )
+
+
+def _read_group(t: TableReader) -> GroupConfig:
+    group = GroupConfig(
+        name=t.text("name"),
+        strategy=t.text("strategy", "least_calls", choices=STRATEGIES),
+        ring_timeout_s=t.integer("ring_timeout_s", 20, minimum=1),
+        max_wait_s=t.number("max_wait_s", None, positive=True),
+        max_queue_len=t.integer("max_queue_len", None, minimum=1),
+        overflow=t.text("overflow", "hangup"),
+    )
+    if group.overflow not in TERMINAL_OVERFLOWS and not group.overflow_group:
+        raise t.error("overflow", "expected group:<name>, voicemail, callback or hangup, "
+                                  f"got {group.overflow!r}")
+    return group
+
+
+def _read_routing(t: TableReader, groups: tuple[GroupConfig, ...],
+                  base_dir: str | Path | None) -> RoutingConfig:
+    default_group = t.text("default_group", groups[0].name if groups else "")
+    if not default_group:
+        raise t.error("default_group", "required (no [[groups]] configured)")
+    menu_table = t.table("customer_type_menu") if t.has("customer_type_menu") else None
+    prefix_table = t.text("prefix_table", None)
+    if prefix_table and base_dir is not None and not Path(prefix_table).is_absolute():
+        prefix_table = str(Path(base_dir) / prefix_table)
+    routing = RoutingConfig(
+        default_group=default_group,
+        did_groups=MappingProxyType(t.text_map("did_groups")),
+        region_groups=MappingProxyType(t.text_map("region_groups")),
+        customer_type_menu=_read_menu(menu_table) if menu_table else None,
+        sticky_last_agent=t.flag("sticky_last_agent", False),
+        sticky_wait_s=t.number("sticky_wait_s", 0.0, minimum=0),
+        vip=t.each("vip", lambda v: VipEntry(v.phone("number"), v.text("owner"))),
+        blacklist=t.each("blacklist", lambda b: BlacklistEntry(
+            b.phone("number"), b.text("action", choices=("reject", "flag")))),
+        prefix_table=prefix_table,
+    )
+    t.finish()
+    return routing
+
+
+def _read_menu(t: TableReader) -> MenuConfig:
+    digits = t.text_map("digits")
+    if not digits:
+        raise t.error("digits", "needs at least one choice, e.g. \"1\" = \"cards\"")
+    for key in digits:
+        if not key.isdigit():
+            raise ConfigError(join_path(t.at("digits"), key), "a choice key must be digits")
+    menu = MenuConfig(
+        prompt=t.text("prompt"),
+        digits=MappingProxyType(digits),
+        timeout_s=t.number("timeout_s", 5.0, positive=True),
+        dids=t.text_list("dids"),
+        groups=t.text_list("groups"),
+    )
+    t.finish()
+    return menu
+
+
+def _read_codes(t: TableReader) -> Mapping[str, CodeRule]:
+    """Entries override the default with the same prefix; ``action = "disabled"`` switches one off."""
+    codes = dict(DEFAULT_CODES)
+    for prefix in list(t.data):
+        if not (prefix.startswith("##") and prefix[2:].isdigit()):
+            raise t.error(prefix, "a code must be ## followed by digits, e.g. \"##1\"")
+        entry = t.table(prefix)
+        rule = CodeRule(prefix, entry.text("action", choices=CODE_ACTIONS),
+                        frozenset(entry.text_list("roles", choices=ROLES)))
+        entry.finish()
+        codes[prefix] = rule
+    return MappingProxyType({p: r for p, r in codes.items() if r.action != "disabled"})
+
+
+# --- cross references ----------------------------------------------------------------------------
+
+def _check_references(config: EdgeConfig) -> None:
+    group_names = _unique([g.name for g in config.groups], "groups", "name")
+    _unique([a.id for a in config.agents], "agents", "id")
+    _unique([a.extension for a in config.agents], "agents", "extension")
+    _unique([t.channel for t in config.trunks], "trunks", "channel")
+    for i, agent in enumerate(config.agents):
+        for j, name in enumerate(agent.groups):
+            _need_group(group_names, name, f"agents[{i}].groups[{j}]")
+    agent_ids = {a.id for a in config.agents}
+    routing = config.routing
+    _need_group(group_names, routing.default_group, "routing.default_group")
+    for source, mapping in (("did_groups", routing.did_groups),
+                            ("region_groups", routing.region_groups)):
+        for key, name in mapping.items():
+            _need_group(group_names, name, f"routing.{source}.{key}")
+    if routing.customer_type_menu:
+        for key, name in routing.customer_type_menu.digits.items():
+            _need_group(group_names, name, f"routing.customer_type_menu.digits.{key}")
+        for i, name in enumerate(routing.customer_type_menu.groups):
+            _need_group(group_names, name, f"routing.customer_type_menu.groups[{i}]")
+    for i, vip in enumerate(routing.vip):
+        if vip.owner not in agent_ids:
+            raise ConfigError(f"routing.vip[{i}].owner", f"unknown agent {vip.owner!r}")
+    for i, group in enumerate(config.groups):
+        if group.overflow_group is not None:
+            _need_group(group_names, group.overflow_group, f"groups[{i}].overflow")
+    _check_overflow_loops(config.groups)
+
+
+def _unique(values: list[Any], section: str, key: str) -> set[Any]:
+    seen: set[Any] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            raise ConfigError(f"{section}[{i}].{key}", f"duplicate {value!r}")
+        seen.add(value)
+    return seen
+
+
+def _need_group(names: set[str], name: str, path: str) -> None:
+    if name not in names:
+        raise ConfigError(path, f"unknown group {name!r}")
+
+
+def _check_overflow_loops(groups: tuple[GroupConfig, ...]) -> None:
+    """A caller must never bounce between full groups for ever, so overflow chains must end."""
+    by_name = {g.name: g for g in groups}
+    for i, group in enumerate(groups):
+        chain = [group.name]
+        nxt = group.overflow_group
+        while nxt is not None:
+            if nxt in chain:
+                loop = " -> ".join(chain + [nxt])
+                raise ConfigError(f"groups[{i}].overflow", f"overflow chain loops: {loop}")
+            chain.append(nxt)
+            nxt = by_name[nxt].overflow_group

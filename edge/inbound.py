@@ -1,0 +1,264 @@
+"""Inbound trunk calls, following docs/architecture.md's call-flow contract.
+
+CallOffered -> blacklist screen -> Answer -> (customer-type menu) -> ACD decision -> RingAgent,
+or HoldMusic and a queue, or a wait for the caller's last agent. A ring that fails tries the next
+agent; an agent who answers talks; when the bridged call ends the agent wraps up and then takes the
+head of the queue. Calls wait in a queue until ``max_wait_s`` passes or find it full
+(``max_queue_len``), and then overflow to the group's ``overflow``:
+
+* ``group:<name>`` — placed again in that group (keeping arrival order and VIP priority);
+* ``voicemail`` / ``callback`` / ``hangup`` — in this slice the caller hears a prompt and the call
+  ends with disposition ``overflow`` and a ``call.overflow`` notification naming the action;
+  recording the message (INB-13) and the callback task (INB-9) are later issues that hook in here.
+
+A group with no agent logged in does not queue at all: it overflows at once, and a call that ends
+that way has disposition ``no_agent``.
+"""
+from __future__ import annotations
+
+import logging
+
+from edge.acd import DecisionKind
+from edge.agents import Activity, Agent
+from edge.calls import INBOUND, Call, Phase
+from edge.commands import Answer, Collect, Hangup, HoldMusic, Play, RingAgent
+from edge.events import AgentAnswered, CallOffered, CommandDone
+from edge.numbers import national_number
+from edge.queueing import VIP_PRIORITY
+from edge.switchboard import Switchboard
+
+log = logging.getLogger(__name__)
+
+ANALOG_DID = ("", "s")  # analog lines deliver no DID: the trunk's own number stands in
+OVERFLOW_PROMPTS = {"voicemail": "cc/overflow-voicemail", "callback": "cc/overflow-callback",
+                    "hangup": "cc/all-agents-busy"}
+CALL_REJECTED = (21, "Call Rejected")
+
+
+class InboundFlow:
+    def __init__(self, sb: Switchboard) -> None:
+        self.sb = sb
+        self._trunk_numbers = {t.channel: t.number for t in sb.config.trunks if t.number}
+        sb.on_agent_idle = self.agent_idle
+
+    # --- offer --------------------------------------------------------------------------------
+
+    def offered(self, event: CallOffered) -> None:
+        sb = self.sb
+        if event.call_id in sb.calls:
+            log.warning("CallOffered for live call %s ignored", event.call_id)
+            return
+        did = event.did
+        if did in ANALOG_DID and event.trunk is not None:
+            did = self._trunk_numbers.get(event.trunk, did)
+        number = national_number(event.caller)
+        call = Call(event.call_id, event.channel, INBOUND, event.caller, did, sb.clock.now(),
+                    seq=sb.next_seq(), number=number, trunk=event.trunk, did=did,
+                    region=sb.regions.resolve(number) if number else None)
+        sb.calls[call.call_id] = call
+        screening = sb.acd.screen(number)
+        if screening == "reject":
+            self._reject(call)
+            return
+        call.flagged = screening == "flag"
+        if call.flagged:
+            sb.notify("call.flagged", call_id=call.call_id, caller=call.caller, reason="blacklist")
+        sb.emit(Answer(call.call_id))
+        owner = sb.acd.vip_owner(number)
+        if owner is not None:
+            call.vip_owner, call.priority = owner.id, VIP_PRIORITY
+            call.group, call.group_rule = sb.acd.vip_group(owner), "vip"
+            self.place(call)
+            return
+        call.group, call.group_rule = sb.acd.group_for(did, call.region)
+        menu = sb.acd.menu_for(did, call.group)
+        if menu is not None:
+            call.phase = Phase.MENU
+            sb.emit(Collect(call.call_id, menu.prompt, menu.max_digits, int(menu.timeout_s * 1000)))
+            return
+        self.place(call)
+
+    def _reject(self, call: Call) -> None:
+        call.rule, call.disposition = "blacklist", "rejected"
+        log.info("call %s from %s rejected: blacklisted", call.call_id, call.caller)
+        self.sb.emit(Hangup(call.call_id, reason="blacklist"))
+        self.sb.notify("call.rejected", call_id=call.call_id, caller=call.caller, reason="blacklist")
+        self.sb.close(call, "system", *CALL_REJECTED)
+
+    def collected(self, call: Call, event: CommandDone) -> None:
+        """The customer-type menu's answer; no or an unknown choice routes as if no menu ran."""
+        if call.phase is not Phase.MENU:
+            return
+        choice = event.digits if event.ok and not event.timed_out else ""
+        call.phase = Phase.ROUTING
+        if choice:
+            call.group, call.group_rule = self.sb.acd.group_for(call.did, call.region, choice)
+        self.place(call)
+
+    # --- placing ------------------------------------------------------------------------------
+
+    def place(self, call: Call) -> None:
+        decision = self.sb.acd.decide(call)
+        if (decision.kind is DecisionKind.QUEUE and call.tried
+                and self.sb.pools.idle_count(call.group)):
+            call.tried.clear()  # every idle agent was tried: a new round, best agent first
+            decision = self.sb.acd.decide(call)
+        call.placements += 1
+        if decision.kind is DecisionKind.RING:
+            self.ring(call, decision.agent, decision.rule)
+        elif decision.kind is DecisionKind.WAIT_FOR_AGENT:
+            self._wait_for(call, decision.agent)
+        else:
+            self._enqueue(call)
+
+    def ring(self, call: Call, agent: Agent, rule: str) -> None:
+        sb = self.sb
+        sb.queues.remove(call.call_id)
+        call.phase, call.rule, call.music_on = Phase.RINGING, rule, False
+        call.agent_id, call.extension = agent.id, agent.extension
+        sb.occupy(agent, call, Activity.RINGING)
+        timeout = sb.groups[call.group].ring_timeout_s
+        sb.emit(RingAgent(call.call_id, agent.extension, agent.config.dial_string, timeout))
+        sb.notify("call.ringing", call_id=call.call_id, agent_id=agent.id,
+                  extension=agent.extension, caller=call.caller, region=str(call.region or ""),
+                  group=call.group, rule=rule, flagged=call.flagged, vip=bool(call.vip_owner))
+
+    def _wait_for(self, call: Call, agent: Agent) -> None:
+        sb = self.sb
+        call.phase, call.waiting_for = Phase.WAITING_FOR_AGENT, agent.id
+        sb.waiting_for_agent.setdefault(agent.id, []).append(call.call_id)
+        sb.timers.set(("sticky", call.call_id), sb.clock.now() + sb.config.routing.sticky_wait_s)
+        self._music(call)
+        sb.notify("call.waiting_for_agent", call_id=call.call_id, agent_id=agent.id)
+
+    def _enqueue(self, call: Call) -> None:
+        sb = self.sb
+        group = sb.groups[call.group]
+        if sb.pools.logged_in_count(group.name) == 0:
+            self.overflow(call, "no_agent")
+            return
+        if group.name not in call.admitted:
+            if group.max_queue_len is not None and sb.queues.length(group.name) >= group.max_queue_len:
+                self.overflow(call, "queue_full")
+                return
+            call.admitted.add(group.name)
+            call.queued_at = sb.clock.now()
+            if group.max_wait_s is not None:
+                sb.timers.set(("max_wait", call.call_id), call.queued_at + group.max_wait_s)
+        call.phase, call.agent_id, call.extension = Phase.QUEUED, "", ""
+        call.tried.clear()
+        position = sb.queues.add(group.name, call.call_id, call.priority, call.seq)
+        self._music(call)
+        sb.notify("queue.position", call_id=call.call_id, group=group.name, position=position,
+                  length=sb.queues.length(group.name))
+
+    def _music(self, call: Call) -> None:
+        if not call.music_on:
+            self.sb.emit(HoldMusic(call.call_id))
+            call.music_on = True
+
+    def overflow(self, call: Call, reason: str) -> None:
+        sb = self.sb
+        group = sb.groups[call.group]
+        sb.queues.remove(call.call_id)
+        sb.timers.cancel(("max_wait", call.call_id))
+        call.overflow_due = False
+        call.visited.append(group.name)
+        target = group.overflow_group
+        sb.notify("call.overflow", call_id=call.call_id, caller=call.caller, group=group.name,
+                  action=group.overflow, reason=reason)
+        if target is not None and target not in call.visited:
+            call.group, call.group_rule = target, sb.acd.strategy(target)
+            self.place(call)
+            return
+        action = "hangup" if target is not None else group.overflow
+        call.disposition = "no_agent" if reason == "no_agent" else "overflow"
+        sb.emit(Play(call.call_id, OVERFLOW_PROMPTS[action]),
+                Hangup(call.call_id, reason=f"overflow:{action}"))
+        sb.close(call, "system")
+
+    # --- agents ------------------------------------------------------------------------------
+
+    def agent_idle(self, agent: Agent) -> None:
+        """A caller waiting for exactly this agent goes first, then the best queue head."""
+        sb = self.sb
+        waiting = sb.waiting_for_agent.get(agent.id)
+        while waiting:
+            call = sb.calls.get(waiting.pop(0))
+            if call is not None and call.phase is Phase.WAITING_FOR_AGENT:
+                sb.timers.cancel(("sticky", call.call_id))
+                call.waiting_for = ""
+                self.ring(call, agent, "last_agent")
+                return
+        call_id = sb.queues.best_for(agent.config.groups)
+        if call_id is not None:
+            call = sb.calls[call_id]
+            self.ring(call, agent, call.group_rule)
+
+    def sticky_expired(self, call: Call) -> None:
+        if call.phase is not Phase.WAITING_FOR_AGENT:
+            return
+        waiting = self.sb.waiting_for_agent.get(call.waiting_for, [])
+        if call.call_id in waiting:
+            waiting.remove(call.call_id)
+        call.waiting_for = ""
+        self.place(call)
+
+    def max_wait_passed(self, call: Call) -> None:
+        if call.phase is Phase.QUEUED:
+            self.overflow(call, "max_wait")
+        elif call.phase is Phase.RINGING:
+            call.overflow_due = True
+
+    # --- the agent's phone ----------------------------------------------------------------------
+
+    def answered(self, call: Call, event: AgentAnswered) -> None:
+        sb = self.sb
+        if call.phase is not Phase.RINGING:
+            return
+        ringing = sb.board.agents[call.agent_id]
+        picker_id = sb.pickups.pop(ringing.extension, None)
+        answerer = (sb.board.agents.get(picker_id or "")
+                    or sb.board.by_extension.get(event.extension) or ringing)
+        self._talk(call, ringing, answerer, sb.clock.now())
+
+    def _talk(self, call: Call, ringing: Agent, answerer: Agent, at: float) -> None:
+        sb = self.sb
+        if answerer is not ringing:
+            sb.release(ringing, call, wrap_up=False)
+            call.agent_id, call.extension = answerer.id, answerer.extension
+        call.phase, call.answered_at, call.overflow_due = Phase.TALKING, at, False
+        sb.timers.cancel(("max_wait", call.call_id))
+        sb.board.count_answered(answerer)
+        sb.acd.remember(call.number, answerer.id)
+        sb.occupy(answerer, call, Activity.TALKING)
+        sb.notify("call.answered", call_id=call.call_id, agent_id=answerer.id,
+                  extension=answerer.extension, wait_s=round(at - call.started_at, 3))
+
+    def ring_done(self, call: Call, event: CommandDone) -> None:
+        sb = self.sb
+        if call.phase is Phase.RINGING and event.status == "ANSWER":  # AMI missed the DialEnd
+            ringing = sb.board.agents[call.agent_id]
+            self._talk(call, ringing, ringing, sb.clock.now() - event.talk_s)
+        if call.phase is Phase.TALKING:
+            call.reported_talk_s = event.talk_s or None
+            sb.emit(Hangup(call.call_id, reason="agent hung up"))
+            sb.close(call, "agent")
+            return
+        if call.phase is not Phase.RINGING:
+            return
+        agent = sb.board.agents[call.agent_id]
+        call.tried.add(agent.id)
+        if event.status == "CANCEL":  # the caller gave up; CallHungUp follows and closes the call
+            call.phase = Phase.ENDING
+            sb.release(agent, call, wrap_up=False)
+            return
+        sb.notify("call.ring_failed", call_id=call.call_id, agent_id=agent.id,
+                  status=event.status or "FAILED")
+        call.agent_id, call.extension = "", ""
+        # Place the call before the agent is free again, so it goes to someone else first.
+        if call.overflow_due:
+            self.overflow(call, "max_wait")
+        else:
+            self.place(call)
+        sb.release(agent, call, wrap_up=False)

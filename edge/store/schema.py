@@ -1,0 +1,128 @@
+"""The store's schema, as an ordered list of forward migrations.
+
+Migration *n* (1-based position in ``MIGRATIONS``) takes a database from version *n-1* to *n*.
+``schema_migrations`` records each applied version, so opening a database applies only what is
+missing, and opening it again applies nothing. A migration is never edited once shipped: a box in
+a branch may have run it a year ago. To change the schema, append a function.
+
+Each migration runs in its own ``BEGIN IMMEDIATE`` transaction together with its bookkeeping row,
+so a crash or an error leaves the database at the previous version, never half-way; the immediate
+lock also means two processes opening the same new file cannot both apply version 1.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+from sqlite_utils import Database
+
+from edge.store.errors import MigrationError, SchemaVersionError
+
+Migration = Callable[[Database], None]
+
+_BOOKKEEPING_SQL = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at REAL NOT NULL
+)
+"""
+
+
+def _v1_cdrs_and_events(db: Database) -> None:
+    """CDRs (one row per call, keyed by the AGI uniqueid) and the Notify history."""
+    db["cdrs"].create(
+        {
+            "call_id": str,
+            "direction": str,
+            "caller": str,
+            "callee": str,
+            "trunk": int,
+            "agent_id": str,
+            "extension": str,
+            "queue_group": str,   # the record's "group": GROUP is an SQL keyword
+            "rule": str,
+            "region": str,
+            "flagged": int,
+            "started_at": float,
+            "answered_at": float,
+            "ended_at": float,
+            "wait_s": float,
+            "talk_s": float,
+            "hangup_cause": int,
+            "hangup_cause_txt": str,
+            "hung_up_by": str,
+            "disposition": str,
+            "code": str,
+            "recorded_at": float,
+        },
+        pk="call_id",
+        not_null={"flagged", "recorded_at"},
+        defaults={"flagged": 0},
+    )
+    for column in ("started_at", "agent_id", "caller", "answered_at"):
+        db["cdrs"].create_index([column], index_name=f"idx_cdrs_{column}")
+    # AUTOINCREMENT (not just a rowid alias): ids are never reused after old events are pruned,
+    # so a reader that remembers "the last id I saw" never misses or repeats one.
+    db.execute(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts REAL NOT NULL,
+            topic TEXT NOT NULL,
+            data TEXT NOT NULL
+        )
+        """
+    )
+    db["events"].create_index(["ts"], index_name="idx_events_ts")
+    db["events"].create_index(["topic", "id"], index_name="idx_events_topic_id")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_cdrs_and_events,)
+
+
+def schema_version(db: Database) -> int:
+    """The highest applied migration; 0 for a new, empty database."""
+    if not db["schema_migrations"].exists():
+        return 0
+    row = db.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(db: Database, path: str, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Bring the database up to ``len(migrations)``; returns the resulting version.
+
+    Raises ``SchemaVersionError`` for a database written by a newer edge, and ``MigrationError``
+    (after rolling back) when a migration fails.
+    """
+    db.execute(_BOOKKEEPING_SQL)
+    known = len(migrations)
+    found = schema_version(db)
+    if found > known:
+        raise SchemaVersionError(path, found, known)
+    for version, migration in enumerate(migrations, start=1):
+        if version > found:
+            _apply(db, path, version, migration)
+    return schema_version(db)
+
+
+def _apply(db: Database, path: str, version: int, migration: Migration) -> None:
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if schema_version(db) < version:  # another process may have applied it meanwhile
+            migration(db)
+            db.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                [version, migration.__name__, time.time()],
+            )
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, Exception) and not isinstance(exc, MigrationError):
+            raise MigrationError(
+                f"{path}: migration {version} ({migration.__name__}) failed and was rolled back: {exc}"
+            ) from exc
+        raise
+
