@@ -58,11 +58,16 @@ class AmiMessage:
 
     @property
     def chan_variables(self) -> dict[str, str]:
-        """``ChanVariable: NAME=value`` headers (one per configured variable, empty when unset)."""
+        """``ChanVariable: NAME=value`` headers (one per configured variable, empty when unset).
+
+        OriginateResponse spells them ``ChanVariable(<channel>): NAME=value``; both count.
+        """
         out: dict[str, str] = {}
-        for raw in self.get_all("ChanVariable"):
-            name, _, value = raw.partition("=")
-            out[name] = value
+        for key, raw in self.headers:
+            lowered = key.lower()
+            if lowered == "chanvariable" or (lowered.startswith("chanvariable(") and lowered.endswith(")")):
+                name, _, value = raw.partition("=")
+                out[name] = value
         return out
 
     @property

@@ -1,0 +1,122 @@
+"""``edge`` command line: run the daemon, check a config, generate Asterisk snippets, run the demo."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from edge.config import load_config
+from edge.errors import EdgeError
+
+log = logging.getLogger("edge")
+
+
+def setup_logging(level: str, logfile: str | None = None) -> None:
+    """One logging setup for the daemon: timestamps, thread names, to stderr or a file."""
+    handler: logging.Handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _load_or_exit(path: str):
+    try:
+        return load_config(path)
+    except EdgeError as exc:
+        click.echo(f"{path}: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+def main() -> None:
+    """The branch edge daemon (ACD, ##codes, CDRs) in front of Asterisk 22."""
+
+
+@main.command("check-config")
+@click.argument("config", type=click.Path(dir_okay=False))
+def check_config(config: str) -> None:
+    """Validate CONFIG and print a short summary; exit 2 naming the bad key if it is invalid."""
+    cfg = _load_or_exit(config)
+    click.echo(
+        f"{config}: ok — edge {cfg.edge.id}, {len(cfg.agents)} agents, {len(cfg.groups)} groups, "
+        f"{len(cfg.trunks)} trunks, AMI {cfg.asterisk.ami_host}:{cfg.asterisk.ami_port}, "
+        f"FastAGI {cfg.asterisk.fastagi_host}:{cfg.asterisk.fastagi_port}"
+    )
+
+
+@main.command("run")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="edge.toml (see edge/data/edge.example.toml)")
+@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-file", default=None, help="log here instead of stderr")
+def run(config_path: str, log_level: str, log_file: str | None) -> None:
+    """Start the daemon: FastAGI server, AMI client, core loop; stop on SIGINT/SIGTERM."""
+    from edge.runtime import EdgeRuntime
+
+    setup_logging(log_level, log_file)
+    cfg = _load_or_exit(config_path)
+    runtime = EdgeRuntime(cfg)
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    runtime.start()
+    log.info("edge %s running; FastAGI on %s:%s, AMI to %s:%s", cfg.edge.id,
+             cfg.asterisk.fastagi_host, cfg.asterisk.fastagi_port, cfg.asterisk.ami_host, cfg.asterisk.ami_port)
+    stopped.wait()
+    log.info("stopping")
+    runtime.stop()
+
+
+@main.command("asterisk-conf")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--edge-host", required=True, help="address Asterisk uses to reach this edge's FastAGI")
+@click.option("--phone-secret", "phone_secrets", multiple=True, metavar="EXT:PASSWORD",
+              help="SIP password per desk phone (repeat); phones without one are skipped with a warning")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+def asterisk_conf(config_path: str, edge_host: str, phone_secrets: tuple[str, ...], out: str) -> None:
+    """Write extensions.conf, manager.conf, pjsip.conf, chan_dahdi.conf snippets for this edge."""
+    from drivers.asterisk.confgen import DeskPhone, Site, TrunkLine, write
+
+    cfg = _load_or_exit(config_path)
+    secrets = dict(item.split(":", 1) for item in phone_secrets)
+    phones = []
+    for agent in cfg.agents:
+        if agent.extension not in secrets:
+            click.echo(f"warning: no --phone-secret for extension {agent.extension}; skipped", err=True)
+            continue
+        phones.append(DeskPhone(agent.extension, agent.name, secrets[agent.extension]))
+    site = Site(
+        edge_host=edge_host,
+        ami_secret=cfg.asterisk.ami_secret,
+        ami_user=cfg.asterisk.ami_user,
+        ami_port=cfg.asterisk.ami_port,
+        fastagi_port=cfg.asterisk.fastagi_port,
+        desk_phones=tuple(phones),
+        trunks=tuple(TrunkLine(t.channel, t.profile) for t in cfg.trunks),
+    )
+    written = write(site, Path(out))
+    for path in written:
+        click.echo(path)
+
+
+@main.command("demo")
+@click.option("--calls", default=0, help="stop after this many calls (0 = until Ctrl-C)")
+@click.option("--rate", default=0.5, show_default=True, help="new calls per real second")
+@click.option("--time-scale", default=0.05, show_default=True,
+              help="virtual seconds run this much faster than wall time (0.05 = 20x)")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--plain", is_flag=True, help="print lines instead of a live screen")
+def demo(calls: int, rate: float, time_scale: float, seed: int, plain: bool) -> None:
+    """An edge driven by the HIL PBX simulator with a light stream of calls, shown live."""
+    from edge.demo import run_demo
+
+    sys.exit(run_demo(calls=calls, rate=rate, time_scale=time_scale, seed=seed, plain=plain))
+
+
+if __name__ == "__main__":
+    main()
