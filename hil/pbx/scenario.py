@@ -42,6 +42,8 @@ from hil.pbx.simulator import PbxSimulator
 
 WORLD_KEYS = ("phones", "trunks", "calls", "outside", "prompts", "strict_prompts", "faults")
 RUN_KEYS = ("name", "description", "time_scale", "duration_ms", "settle_ms", "wait_for_edge", "expect")
+# Read by hil/harness.py, which starts the edge under test itself; the runner passes them by.
+EDGE_KEYS = ("edge", "cdrs")
 SimFactory = Callable[[World, float], PbxSimulator]
 
 
@@ -88,17 +90,20 @@ def load(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
 def run_scenario(source: str | Path | dict[str, Any], *, sim_factory: SimFactory | None = None,
                  edge_host: str = "127.0.0.1", agi_port: int = 4573, ami_port: int = 0,
                  time_scale: float | None = None, wait_for_edge: bool | None = None,
-                 login_timeout_s: float = 10.0, keep_simulator: bool = False) -> ScenarioResult:
+                 login_timeout_s: float = 10.0, keep_simulator: bool = False,
+                 on_started: Callable[[PbxSimulator], None] | None = None) -> ScenarioResult:
     """Run one scenario against an edge; returns its result (never raises for a failed check).
 
     ``sim_factory(world, time_scale)`` builds the simulator (tests pass one bound to their fake
     edge); by default FastAGI goes to ``edge_host:agi_port`` and AMI is served on ``ami_port``.
+    ``on_started(sim)`` runs once AMI is served, before waiting for the edge's login: a harness
+    starts its edge there so the edge's first AMI connect succeeds.
     """
     data, origin = load(source)
     name = str(data.get("name") or Path(origin).stem)
     started = time.monotonic()
     try:
-        unknown = sorted(set(data) - set(WORLD_KEYS) - set(RUN_KEYS))
+        unknown = sorted(set(data) - set(WORLD_KEYS) - set(RUN_KEYS) - set(EDGE_KEYS))
         if unknown:
             raise ScenarioError(f"{origin}: unknown key {unknown[0]!r}")
         world = World.from_dict({k: v for k, v in data.items() if k in WORLD_KEYS})
@@ -112,6 +117,8 @@ def run_scenario(source: str | Path | dict[str, Any], *, sim_factory: SimFactory
     timed_out = False
     try:
         sim.start(scripts=False)
+        if on_started is not None:
+            on_started(sim)
         if must_wait and sim.wait_for(lambda: sim.records("ami", what="login"), login_timeout_s) is None:
             raise ScenarioError(f"the edge did not log in to AMI on port {sim.ami_port} within {login_timeout_s} s")
         sim.start_world()

@@ -1,0 +1,151 @@
+"""Run a scenario file against a real edge: the edge's own runtime, store and Asterisk driver,
+talking to the HIL PBX simulator over loopback TCP (AMI + FastAGI), never an in-process shortcut.
+
+A scenario may carry two keys the simulator does not read:
+
+``edge``  top-level config tables (``agents``, ``groups``, ``routing``, ``trunks``, ``codes``) that
+          replace those of ``hil/scenarios/edge-base.toml`` for this run.
+``cdrs``  expectations on the CDRs the edge wrote, e.g.
+          ``- {call: c1, agent_id: a8001, rule: least_calls, disposition: answered}``; ``call``
+          names a scenario call (matched through its channels' Uniqueids); ``count: 2`` asserts how
+          many CDRs the call produced (default 1). Every other key must equal the CDR's column.
+"""
+from __future__ import annotations
+
+import copy
+import socket
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.config import EdgeConfig, parse_config
+from edge.runtime import EdgeRuntime
+from edge.store import Store
+from hil.pbx.scenario import ScenarioResult, load, run_scenario
+from hil.pbx.simulator import PbxSimulator
+
+BASE_CONFIG = Path(__file__).parent / "scenarios" / "edge-base.toml"
+CDR_SETTLE_S = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def edge_config(overrides: dict[str, Any] | None, *, store: Path, ami_port: int, agi_port: int,
+                time_scale: float) -> EdgeConfig:
+    """The base scenario config with a scenario's tables swapped in and the harness's ports set."""
+    data = tomllib.loads(BASE_CONFIG.read_text(encoding="utf-8"))
+    for key, value in (overrides or {}).items():
+        if key in ("edge", "asterisk"):
+            data[key].update(value)
+        else:
+            data[key] = copy.deepcopy(value)
+    data["edge"].update(store=str(store), time_scale=time_scale)
+    data["asterisk"].update(ami_host="127.0.0.1", ami_port=ami_port, fastagi_port=agi_port,
+                            fastagi_host="127.0.0.1")
+    return parse_config(data, base_dir=BASE_CONFIG.parent)
+
+
+@dataclass
+class CdrCheck:
+    spec: dict[str, Any]
+    passed: bool
+    detail: str = ""
+
+
+@dataclass
+class EdgeRun:
+    """What a scenario run left behind: the simulator's verdict and the edge's CDRs."""
+    scenario: ScenarioResult
+    cdrs: list[dict[str, Any]]
+    cdr_checks: list[CdrCheck] = field(default_factory=list)
+    runtime: EdgeRuntime | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.scenario.passed and all(c.passed for c in self.cdr_checks)
+
+    def report(self) -> str:
+        lines = [self.scenario.report()]
+        for check in self.cdr_checks:
+            lines.append(f"  {'PASS' if check.passed else 'FAIL'} cdr {check.spec} {check.detail}")
+        return "\n".join(lines)
+
+
+def run_with_edge(source: str | Path | dict[str, Any], workdir: Path,
+                  config_overrides: dict[str, Any] | None = None) -> EdgeRun:
+    """Start a fresh edge (own store under ``workdir``), run the scenario against it, check CDRs."""
+    data, _ = load(source)
+    scale = float(data.get("time_scale") or 0.01)
+    ami_port, agi_port = free_port(), free_port()
+    overrides = {**(data.get("edge") or {}), **(config_overrides or {})}
+    config = edge_config(overrides, store=workdir / "edge.sqlite3", ami_port=ami_port,
+                         agi_port=agi_port, time_scale=scale)
+    runtime = EdgeRuntime(config)
+    started: list[EdgeRuntime] = []
+
+    def start_edge(_sim: PbxSimulator) -> None:
+        runtime.start()
+        started.append(runtime)
+
+    try:
+        result = run_scenario(data, edge_host="127.0.0.1", agi_port=agi_port, ami_port=ami_port,
+                              keep_simulator=True, on_started=start_edge)
+        calls = _call_ids(result.simulator) if result.simulator else {}
+        expected = [c for c in data.get("cdrs") or []]
+        cdrs = _settled_cdrs(runtime.store, calls, expected)
+        checks = [_check(spec, cdrs, calls) for spec in expected]
+        return EdgeRun(result, cdrs, checks, runtime)
+    finally:
+        if started:
+            runtime.stop()
+
+
+def _call_ids(sim: PbxSimulator) -> dict[str, set[str]]:
+    """Scenario call id -> Uniqueids of its channels (one of them is the edge's call_id)."""
+    out: dict[str, set[str]] = {}
+    for ch in sim.channels(live=False):
+        if ch.call:
+            out.setdefault(ch.call, set()).add(ch.uniqueid)
+    return out
+
+
+def _settled_cdrs(store: Store, calls: dict[str, set[str]], expected: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """CDRs are written when the edge processes the hang-up: give it a moment to catch up."""
+    wanted = {spec["call"] for spec in expected if "call" in spec}
+    deadline = time.monotonic() + CDR_SETTLE_S
+    while True:
+        cdrs = store.cdrs(limit=10_000)
+        have = {call for call, ids in calls.items() if any(c["call_id"] in ids for c in cdrs)}
+        if wanted <= have or time.monotonic() > deadline:
+            return cdrs
+        time.sleep(0.02)
+
+
+def _check(spec: dict[str, Any], cdrs: list[dict[str, Any]], calls: dict[str, set[str]]) -> CdrCheck:
+    spec = dict(spec)
+    call = spec.pop("call", None)
+    count = spec.pop("count", 1 if call else None)
+    rows = cdrs
+    if call is not None:
+        ids = calls.get(call, set())
+        rows = [c for c in cdrs if c["call_id"] in ids]
+    if count is not None and len(rows) != count:
+        return CdrCheck({"call": call, **spec}, False, f"expected {count} CDR(s), found {len(rows)}: {rows}")
+    matching = [r for r in rows if all(_same(r.get(k), v) for k, v in spec.items())]
+    if not matching:
+        return CdrCheck({"call": call, **spec}, False, f"no CDR matches; have {rows}")
+    return CdrCheck({"call": call, **spec}, True)
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    if isinstance(expected, bool):
+        return bool(actual) == expected
+    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
+        return abs(actual - expected) < 1e-6
+    return str(actual) == str(expected)
