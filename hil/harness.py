@@ -96,7 +96,7 @@ def run_with_edge(source: str | Path | dict[str, Any], workdir: Path,
     try:
         result = run_scenario(data, edge_host="127.0.0.1", agi_port=agi_port, ami_port=ami_port,
                               keep_simulator=True, on_started=start_edge)
-        calls = _call_ids(result.simulator) if result.simulator else {}
+        calls = call_ids(result.simulator) if result.simulator else {}
         expected = [c for c in data.get("cdrs") or []]
         cdrs = _settled_cdrs(runtime.store, calls, expected)
         checks = [_check(spec, cdrs, calls) for spec in expected]
@@ -106,7 +106,7 @@ def run_with_edge(source: str | Path | dict[str, Any], workdir: Path,
             runtime.stop()
 
 
-def _call_ids(sim: PbxSimulator) -> dict[str, set[str]]:
+def call_ids(sim: PbxSimulator) -> dict[str, set[str]]:
     """Scenario call id -> Uniqueids of its channels (one of them is the edge's call_id)."""
     out: dict[str, set[str]] = {}
     for ch in sim.channels(live=False):
