@@ -24,6 +24,21 @@ def setup_logging(level: str, logfile: str | None = None) -> None:
     root.setLevel(level.upper())
 
 
+def raise_open_file_limit(fastagi_workers: int) -> None:
+    """Each live call holds ~3 descriptors (its FastAGI socket and a wake-up pair); a default
+    ``ulimit -n 1024`` would turn calls past ~340 into lost calls, so ask for what the pool needs."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 3 * fastagi_workers + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < wanted:
+            log.warning("open-file limit %s is below the %s that %s FastAGI workers need; raise "
+                        "LimitNOFILE for the service", target, wanted, fastagi_workers)
+
+
 def _load_or_exit(path: str):
     try:
         return load_config(path)
@@ -60,6 +75,7 @@ def run(config_path: str, log_level: str, log_file: str | None) -> None:
 
     setup_logging(log_level, log_file)
     cfg = _load_or_exit(config_path)
+    raise_open_file_limit(cfg.asterisk.fastagi_workers)
     runtime = EdgeRuntime(cfg)
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

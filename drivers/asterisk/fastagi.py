@@ -14,7 +14,6 @@ wazo-agid. An unknown script is logged with the names we know, answered with a `
 from __future__ import annotations
 
 import logging
-import select
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ from typing import Callable, Mapping
 
 from drivers.asterisk.agi import HardenedAGI, read_agi_env
 from drivers.asterisk.errors import AgiError, FastAgiError
-from drivers.asterisk.transport import LineStream
+from drivers.asterisk.transport import LineStream, wait_readable
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +143,7 @@ class FastAgiServer:
         assert self._listener is not None
         while not self._stopping.is_set():
             try:
-                ready, _, _ = select.select([self._listener], [], [], 0.1)
+                ready = wait_readable([self._listener], 0.1)
                 if not ready:
                     continue
                 conn, peer = self._listener.accept()

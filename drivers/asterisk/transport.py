@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from drivers.asterisk.errors import AmiDisconnected, AsteriskError
 
@@ -30,6 +30,28 @@ log = logging.getLogger(__name__)
 
 MIN_SCALED_S = 0.01  # a scaled timer never goes below this: no busy loops at tiny time scales
 T = TypeVar("T")
+
+
+def wait_readable(objects: "list[Any]", timeout: float | None) -> "list[Any]":
+    """``select.select(objects, [], [], timeout)[0]`` without select's FD_SETSIZE ceiling.
+
+    ``select()`` refuses any descriptor >= 1024 (``ValueError: filedescriptor out of range``), and
+    an edge with a few hundred live calls holds more than that (each call: its FastAGI socket and
+    a wake-up socketpair), so ``poll(2)`` is used where the platform has it. Like ``select``,
+    EOF, errors and hang-ups count as readable (the next read reports them); a closed socket
+    (``fileno() == -1``) raises ``ValueError``.
+    """
+    if not hasattr(select, "poll"):
+        ready, _, _ = select.select(objects, [], [], timeout)
+        return ready
+    poller = select.poll()
+    by_fd: dict[int, Any] = {}
+    for obj in objects:
+        fd = obj if isinstance(obj, int) else obj.fileno()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        by_fd[fd] = obj
+    events = poller.poll(None if timeout is None else max(0.0, timeout) * 1000.0)
+    return [by_fd[fd] for fd, _mask in events if fd in by_fd]
 
 
 # --- back-off ------------------------------------------------------------------------------------
@@ -139,7 +161,7 @@ class TcpTransport:
         """Bytes read, or ``None`` when nothing arrived within the tick."""
         sock = self._require()
         try:
-            ready, _, _ = select.select([sock], [], [], self.tick_s if tick_s is None else tick_s)
+            ready = wait_readable([sock], self.tick_s if tick_s is None else tick_s)
             if not ready:
                 return None
             data = sock.recv(65536)
@@ -206,7 +228,7 @@ class LineStream:
         """
         if self.has_line():
             return [self]
-        ready, _, _ = select.select([self.sock, *others], [], [], timeout)
+        ready = wait_readable([self.sock, *others], timeout)
         return [self if r is self.sock else r for r in ready]
 
     def readline(self, size: int = -1) -> str:

@@ -178,8 +178,15 @@ class AgiSession:
         self._dialplan_continues(how)
 
     def reset(self) -> None:
-        """Fault, from another thread: wake the reader, which then aborts the TCP connection."""
+        """Fault, from another thread. Mid-command (a long ``EXEC Dial``) the connection is reset at
+        once, as a network fault would: the edge sees the RST while Asterisk's Dial goes on and only
+        finds the socket dead when it writes the reply. Between commands the reader is woken and
+        aborts the connection from its own thread."""
         self.reset_requested = True
+        with self._lock:
+            if self._in_command:
+                self._reset_now()
+                return
         sock = self.sock
         if sock is not None:
             try:
@@ -202,7 +209,7 @@ class AgiSession:
         sock, self.sock = self.sock, None
         if sock is not None:
             reset_socket(sock)
-        self.pbx.record("fault", what="agi_reset", details=self.channel.name)
+            self.pbx.record("fault", what="agi_reset", details=self.channel.name)
 
     def _close(self) -> None:
         self.closed = True
