@@ -2,15 +2,17 @@
 
 Two parts:
 
-* ``IdlePools`` keeps, per skill group, a heap of its idle agents keyed by the group's strategy —
-  ``(calls_today, extension, id)`` for least calls today, ``(extension, id)`` for extension
-  order — updated on every agent state change. Picking an agent reads the top of the heap:
-  O(log n) upkeep, no scan, so a decision costs about the same at 10 agents or 10,000.
+* ``IdlePools`` keeps, per skill group, a heap of its selectable agents (idle and not in a ring
+  back-off, see ``edge.agents``) keyed by the group's strategy — ``(calls_today, extension, id)``
+  for least calls today, ``(extension, id)`` for extension order — updated on every agent state
+  or back-off change. Picking an agent reads the top of the heap: O(log n) upkeep, no scan, so a
+  decision costs about the same at 10 agents or 10,000.
 * ``Acd`` applies the rules in order: blacklist screening at offer; a VIP rings the owning agent;
   a returning caller rings their last agent (or waits ``sticky_wait_s`` for them while they are on
   a call); otherwise the call's group is chosen once — customer-type menu choice, then the DID's
   group, then the caller's region, then the default group — and the group's strategy picks the
-  agent. Agents already tried for this call are skipped until it is queued again.
+  agent. Agents already tried for this call are skipped until it is queued again; agents in a
+  ring back-off are skipped for every call, direct targets included.
 
 ``Acd.decide`` only reads state; the caller applies the decision (rings, queues, waits).
 """
@@ -34,10 +36,10 @@ LOGGED_OUT = AgentState.LOGGED_OUT
 
 
 class _Pool:
-    """One group's idle agents: a binary heap of ``(*strategy key, agent id, epoch)``.
+    """One group's selectable agents: a binary heap of ``(*strategy key, agent id, epoch)``.
 
-    Leaving idle costs nothing here: the agent's epoch moves on and its entries go stale, to be
-    dropped when they reach the top (or by compaction). Becoming idle is one ``heappush``.
+    Leaving costs nothing here: the agent's epoch moves on and its entries go stale, to be
+    dropped when they reach the top (or by compaction). Becoming selectable is one ``heappush``.
     """
     __slots__ = ("config", "least_calls", "heap", "idle", "logged_in")
 
@@ -55,13 +57,15 @@ class _Pool:
 
 
 class IdlePools:
-    """Per-group indexes of idle agents; an ``AvailabilityListener`` of the agent board."""
+    """Per-group indexes of selectable agents (idle, no ring back-off); an
+    ``AvailabilityListener`` of the agent board. "Idle" counts below mean selectable."""
 
     def __init__(self, groups: Iterable[GroupConfig]) -> None:
         self._pools = {g.name: _Pool(g) for g in groups}
         self._agents: dict[str, Agent] = {}
         self._member_of: dict[str, tuple[_Pool, ...]] = {}
         self._epoch: dict[str, int] = {}  # an entry is live while its epoch is the agent's
+        self._in: set[str] = set()  # ids of the agents the pools count as selectable now
 
     def _pools_of(self, agent: Agent) -> tuple[_Pool, ...]:
         pools = self._member_of.get(agent.id)
@@ -75,13 +79,21 @@ class IdlePools:
     def agent_changed(self, agent: Agent, before: AgentState) -> None:
         pools = self._member_of.get(agent.id) or self._pools_of(agent)
         after = agent.state
-        if before is IDLE or after is IDLE:
+        selectable = after is IDLE and not agent.ring_backoff
+        members = self._in
+        was = agent.id in members
+        if was or selectable:  # also idle -> idle: the strategy key (calls today) moved
             epoch = self._epoch[agent.id] + 1
             self._epoch[agent.id] = epoch
-            step = (after is IDLE) - (before is IDLE)
+            if selectable is not was:
+                if selectable:
+                    members.add(agent.id)
+                else:
+                    members.discard(agent.id)
+            step = selectable - was
             for pool in pools:
                 pool.idle += step
-                if after is IDLE:
+                if selectable:
                     heappush(pool.heap, pool.entry(agent, epoch))
                     if len(pool.heap) > 2 * pool.idle + 64:
                         self._compact(pool)
@@ -100,11 +112,12 @@ class IdlePools:
         for pool in self._pools.values():
             pool.heap.clear()
             pool.idle = pool.logged_in = 0
+        self._in.clear()
         for agent in agents:
             self.agent_changed(agent, LOGGED_OUT)  # as if every agent appeared just now
 
     def first_idle(self, group: str, exclude: set[str] | frozenset[str] = frozenset()) -> Agent | None:
-        """The group's best idle agent by its strategy, skipping ``exclude`` (agent ids)."""
+        """The group's best selectable agent by its strategy, skipping ``exclude`` (agent ids)."""
         heap, epoch = self._pools[group].heap, self._epoch
         while heap:
             top = heap[0]
@@ -132,6 +145,7 @@ class IdlePools:
         return found
 
     def idle_count(self, group: str) -> int:
+        """Selectable agents of the group: idle and not in a ring back-off."""
         return self._pools[group].idle
 
     def logged_in_count(self, group: str) -> int:
@@ -240,7 +254,7 @@ class Acd:
     def _direct(self, call: "Call") -> Decision | None:
         if call.vip_owner:
             owner = self._board.agents[call.vip_owner]
-            if owner.state is IDLE:
+            if owner.selectable:  # idle, and not backing off after a failed ring
                 return Decision(DecisionKind.RING, call.group, "vip", owner)
             return None
         if not self._sticky:
@@ -249,6 +263,8 @@ class Acd:
         if last is None:
             return None
         if last.state is IDLE:
+            if last.ring_backoff:
+                return None  # their phone just failed a ring: the group's rule decides
             return Decision(DecisionKind.RING, call.group, "last_agent", last)
         if (self._sticky_wait_s > 0 and last.presence is Presence.AVAILABLE
                 and last.activity is not None and last.state is not LOGGED_OUT):

@@ -9,6 +9,12 @@ Keeping them apart is why an agent who set 示忙 and then made an outbound call
 the call ends, not idle. Only an available agent with no activity is ``idle`` and may be offered a
 call. Every change goes through ``AgentBoard`` so the ACD's idle index (``edge.acd.IdlePools``)
 is told about it; the board never scans.
+
+A third, short-lived thing keeps an idle agent from being offered calls: the ring back-off. When
+the agent's phone fails a ring (no answer, busy, unavailable, congestion) the agent is held back
+from selection for the group's ``ring_failure_backoff_s`` (``Agent.ring_backoff``) while the
+wallboard still shows them idle. The index only offers agents that are *selectable*: idle and
+not backing off. An agent who makes themselves available again (示闲, back, log in) ends it.
 """
 from __future__ import annotations
 
@@ -66,6 +72,8 @@ class Agent:
     call_id: str | None = None  # the call that holds the activity; only it may release the agent
     calls_today: int = 0  # answered inbound calls since local midnight (INB-1)
     since: float = 0.0
+    ring_backoff: bool = False  # a ring failed lately: not offered calls until the back-off ends
+    missed_rings: int = 0  # consecutive rings not answered (NOANSWER), for auto-busy
     state: AgentState = field(init=False)
     id: str = field(init=False)
     extension: str = field(init=False)
@@ -76,6 +84,11 @@ class Agent:
         self.id = self.config.id
         self.extension = self.config.extension
         self.order = int(self.config.extension)
+
+    @property
+    def selectable(self) -> bool:
+        """May the ACD offer this agent a call now: idle, not backing off after a failed ring."""
+        return self.state is AgentState.IDLE and not self.ring_backoff
 
 
 class StateChange(NamedTuple):
@@ -89,7 +102,9 @@ _INDEXED = frozenset({AgentState.IDLE, AgentState.LOGGED_OUT})
 
 
 class AvailabilityListener(Protocol):
-    """Told when an agent becomes or stops being idle or logged out (the ACD's idle index)."""
+    """Told when an agent becomes or stops being idle, selectable or logged out (the ACD's idle
+    index). ``before`` is the state before the change; it equals ``agent.state`` when only the
+    ring back-off changed."""
 
     def agent_changed(self, agent: Agent, before: AgentState) -> None: ...
 
@@ -163,6 +178,26 @@ class AgentBoard:
         agent.call_id = None
         return self._change(agent, activity=None)
 
+    # --- ring back-off: a failed ring holds the agent back from selection ---------------------
+
+    def start_ring_backoff(self, agent: Agent) -> bool:
+        """Hold the agent back from selection; False when already backing off."""
+        if agent.ring_backoff:
+            return False
+        agent.ring_backoff = True
+        if self.listener and agent.state is AgentState.IDLE:
+            self.listener.agent_changed(agent, agent.state)
+        return True
+
+    def end_ring_backoff(self, agent: Agent) -> bool:
+        """The back-off is over; False when there was none (e.g. the agent ended it by 示闲)."""
+        if not agent.ring_backoff:
+            return False
+        agent.ring_backoff = False
+        if self.listener and agent.state is AgentState.IDLE:
+            self.listener.agent_changed(agent, agent.state)
+        return True
+
     # --- answered-today counts (INB-1) ---------------------------------------------------------
 
     def count_answered(self, agent: Agent) -> None:
@@ -193,6 +228,10 @@ class AgentBoard:
                 activity: Activity | None | object = _UNSET) -> StateChange | None:
         before = agent.state
         if presence is not None:
+            if presence is Presence.AVAILABLE and agent.presence is not Presence.AVAILABLE:
+                # the agent says they are ready again (示闲, back, log in): a ring back-off or a
+                # run of missed rings from before no longer holds them back
+                agent.ring_backoff, agent.missed_rings = False, 0
             agent.presence = presence
         if activity is not _UNSET:
             agent.activity = activity  # type: ignore[assignment]

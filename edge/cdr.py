@@ -58,6 +58,8 @@ def _disposition(call: Call, hung_up_by: str) -> str:
         return "completed"
     if call.answered_at is not None:
         return "answered"
+    if call.direction == INBOUND and hung_up_by == "system":
+        return "failed"  # the line or the link died: not the caller's choice, not an abandon
     if call.direction == INBOUND or hung_up_by == "agent":
         return "abandoned"
     return "failed"

@@ -69,13 +69,21 @@ class AgentConfig:
 
 @dataclass(frozen=True)
 class GroupConfig:
-    """A skill group. ``max_wait_s``/``max_queue_len`` of ``None`` mean no limit."""
+    """A skill group. ``max_wait_s``/``max_queue_len`` of ``None`` mean no limit.
+
+    ``ring_failure_backoff_s``: after a ring of this group's call fails at an agent's phone (Dial
+    NOANSWER, BUSY, CHANUNAVAIL, CONGESTION), the agent is offered no call at all for this long.
+    ``auto_busy_after_misses``: that many consecutive unanswered rings (NOANSWER) set the agent
+    busy (示忙); 0 switches this off.
+    """
     name: str
     strategy: str = "least_calls"
     ring_timeout_s: int = 20
     max_wait_s: float | None = None
     max_queue_len: int | None = None
     overflow: str = "hangup"
+    ring_failure_backoff_s: float = 30.0
+    auto_busy_after_misses: int = 0
 
     @property
     def overflow_group(self) -> str | None:
@@ -261,6 +269,9 @@ def _read_group(t: TableReader) -> GroupConfig:
         max_wait_s=t.number("max_wait_s", None, positive=True),
         max_queue_len=t.integer("max_queue_len", None, minimum=1),
         overflow=t.text("overflow", "hangup"),
+        # > 0: with no back-off a busy phone would be rung again at once, over and over
+        ring_failure_backoff_s=t.number("ring_failure_backoff_s", 30.0, positive=True),
+        auto_busy_after_misses=t.integer("auto_busy_after_misses", 0, minimum=0),
     )
     if group.overflow not in TERMINAL_OVERFLOWS and not group.overflow_group:
         raise t.error("overflow", "expected group:<name>, voicemail, callback or hangup, "

@@ -3,7 +3,8 @@
 The runtime's single core thread is the only caller. The core reads time only from the injected
 ``Clock``, does no I/O, and never raises on a call's normal life (hang-ups, unknown call ids, late
 events): it ignores what no longer applies. ``Tick`` fires due timers (wrap-up end, sticky wait,
-queue overflow); ``next_deadline()`` tells the runtime when the next one is due.
+queue overflow, the end of an agent's ring back-off); ``next_deadline()`` tells the runtime when
+the next one is due.
 
 Inbound calls live in ``edge.inbound``, desk-phone calls in ``edge.desk``, shared state and the
 CDR-once rule in ``edge.switchboard``; this module routes events to them, handles agent events,
@@ -45,6 +46,7 @@ class AgentView:
     call_id: str
     since: float
     groups: tuple[str, ...]
+    ring_backoff: bool = False  # idle but held back from calls after a failed ring
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ class Core:
             "wrap_up": lambda agent_id: self.sb.end_wrap_up(self.sb.board.agents[agent_id]),
             "sticky": lambda call_id: self._with_call(call_id, self.inbound.sticky_expired),
             "max_wait": lambda call_id: self._with_call(call_id, self.inbound.max_wait_passed),
+            "ring_backoff":
+                lambda agent_id: self.sb.end_ring_backoff(self.sb.board.agents[agent_id]),
         }
 
     # --- the contract ------------------------------------------------------------------------
@@ -176,9 +180,13 @@ class Core:
 
     @staticmethod
     def _who_hung_up(call: Call, by: str) -> str:
-        """The session's channel is the customer's on inbound calls, the desk phone's otherwise."""
-        if by in ("system", "agent"):
-            return by
+        """The session's channel is the customer's on inbound calls, the desk phone's otherwise.
+
+        ``unknown`` is a FastAGI socket that died without a hang-up line (reset, EOF): nobody on
+        the line chose to end the call, so it is the system's, and never counted as abandoned.
+        """
+        if by in ("system", "agent", "unknown"):
+            return "system" if by == "unknown" else by
         return "caller" if call.direction == INBOUND else "agent"
 
     def _channels_snapshot(self, event: ChannelsSnapshot) -> None:
@@ -236,7 +244,7 @@ class Core:
 
     def agents_view(self) -> list[AgentView]:
         return [AgentView(a.id, a.config.name, a.extension, a.state.value, a.calls_today,
-                          a.call_id or "", a.since, a.config.groups)
+                          a.call_id or "", a.since, a.config.groups, a.ring_backoff)
                 for a in sorted(self.sb.board, key=lambda a: (a.order, a.id))]
 
     def queues_view(self) -> list[QueueView]:

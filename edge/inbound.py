@@ -1,10 +1,25 @@
 """Inbound trunk calls, following docs/architecture.md's call-flow contract.
 
 CallOffered -> blacklist screen -> Answer -> (customer-type menu) -> ACD decision -> RingAgent,
-or HoldMusic and a queue, or a wait for the caller's last agent. A ring that fails tries the next
-agent; an agent who answers talks; when the bridged call ends the agent wraps up and then takes the
-head of the queue. Calls wait in a queue until ``max_wait_s`` passes or find it full
-(``max_queue_len``), and then overflow to the group's ``overflow``:
+or HoldMusic and a queue, or a wait for the caller's last agent. An agent who answers talks; when
+the bridged call ends the agent wraps up and then takes the head of the queue.
+
+A ring that fails (Dial ``NOANSWER``, ``BUSY``, ``CHANUNAVAIL``, ``CONGESTION``; any status but
+``ANSWER`` and ``CANCEL``) puts that agent in a ring back-off: no call at all is offered to them
+for the group's ``ring_failure_backoff_s``, and ``NOANSWER`` counts toward the group's
+``auto_busy_after_misses`` (reaching it sets the agent 示忙, ``agent.state`` with reason
+``missed_rings``). The call then tries the next selectable agent it has not tried yet; when none is
+left it joins (or returns to) its group's queue at its arrival position, with ``HoldMusic`` if the
+music is not already playing, and ``queue.position``. When a back-off ends the agent is selectable
+again and takes the best queue head, like an agent coming free. A queued call that is placed again
+and finds only agents it already tried who are selectable again starts a new round with them.
+
+Calls wait in a queue until ``max_wait_s`` passes or find it full (``max_queue_len``), and then
+overflow to the group's ``overflow``. Both limits apply once per group, when the call first joins
+that group's queue: ``max_wait_s`` runs from that moment (not from arrival, and not restarted when
+a ring fails and the call comes back), and a call coming back after a failed ring is not refused
+by ``max_queue_len``. A deadline that passes while an agent rings overflows the call if that ring
+fails. The overflow actions:
 
 * ``group:<name>`` — placed again in that group (keeping arrival order and VIP priority);
 * ``voicemail`` / ``callback`` / ``hangup`` — in this slice the caller hears a prompt and the call
@@ -101,7 +116,9 @@ class InboundFlow:
         decision = self.sb.acd.decide(call)
         if (decision.kind is DecisionKind.QUEUE and call.tried
                 and self.sb.pools.idle_count(call.group)):
-            call.tried.clear()  # every idle agent was tried: a new round, best agent first
+            # every selectable agent was tried, and one of them is selectable again (their
+            # back-off ended while others rang): a new round, best agent first
+            call.tried.clear()
             decision = self.sb.acd.decide(call)
         call.placements += 1
         if decision.kind is DecisionKind.RING:
@@ -180,7 +197,8 @@ class InboundFlow:
     # --- agents ------------------------------------------------------------------------------
 
     def agent_idle(self, agent: Agent) -> None:
-        """A caller waiting for exactly this agent goes first, then the best queue head."""
+        """The agent became selectable (idle, no ring back-off): a caller waiting for exactly this
+        agent goes first, then the best queue head."""
         sb = self.sb
         waiting = sb.waiting_for_agent.get(agent.id)
         while waiting:
@@ -229,6 +247,7 @@ class InboundFlow:
             call.agent_id, call.extension = answerer.id, answerer.extension
         call.phase, call.answered_at, call.overflow_due = Phase.TALKING, at, False
         sb.timers.cancel(("max_wait", call.call_id))
+        answerer.missed_rings = 0
         sb.board.count_answered(answerer)
         sb.acd.remember(call.number, answerer.id)
         sb.occupy(answerer, call, Activity.TALKING)
@@ -253,12 +272,14 @@ class InboundFlow:
             call.phase = Phase.ENDING
             sb.release(agent, call, wrap_up=False)
             return
-        sb.notify("call.ring_failed", call_id=call.call_id, agent_id=agent.id,
-                  status=event.status or "FAILED")
+        status = event.status or "FAILED"
+        sb.notify("call.ring_failed", call_id=call.call_id, agent_id=agent.id, status=status)
         call.agent_id, call.extension = "", ""
-        # Place the call before the agent is free again, so it goes to someone else first.
+        # The agent leaves selection before the call is placed again and before they are free,
+        # so neither this call nor the queue rings the same failing phone again at once.
+        reason = sb.ring_failed(agent, sb.groups[call.group], status)
         if call.overflow_due:
             self.overflow(call, "max_wait")
         else:
             self.place(call)
-        sb.release(agent, call, wrap_up=False)
+        sb.release(agent, call, wrap_up=False, reason=reason)

@@ -10,12 +10,12 @@ import logging
 from typing import Any, Callable, Mapping
 
 from edge.acd import Acd, IdlePools
-from edge.agents import Activity, Agent, AgentBoard, AgentState, StateChange
+from edge.agents import Activity, Agent, AgentBoard, AgentState, Presence, StateChange
 from edge.calls import Call
 from edge.cdr import cdr_record
 from edge.clock import Clock
 from edge.commands import Command, Notify, WriteCdr
-from edge.config import EdgeConfig
+from edge.config import EdgeConfig, GroupConfig
 from edge.queueing import WaitQueues
 from edge.regions import RegionResolver
 from edge.timers import Timers
@@ -60,30 +60,71 @@ class Switchboard:
 
     # --- agents -------------------------------------------------------------------------------
 
-    def agent_changed(self, change: StateChange | None) -> None:
-        """Publish a state change; an agent who just became idle takes the next waiting call."""
+    def agent_changed(self, change: StateChange | None, reason: str = "") -> None:
+        """Publish a state change; an agent who just became selectable takes the next waiting
+        call (an idle agent in a ring back-off waits for its end). ``reason`` is added to the
+        notification when the system, not the agent, caused the change (``missed_rings``)."""
         if change is None:
             return
         agent = change.agent
-        self.notify("agent.state", agent_id=agent.id, extension=agent.extension,
-                    state=change.after.value, previous=change.before.value,
-                    calls_today=agent.calls_today, call_id=agent.call_id or "")
-        if change.after is AgentState.IDLE:
+        data = dict(agent_id=agent.id, extension=agent.extension, state=change.after.value,
+                    previous=change.before.value, calls_today=agent.calls_today,
+                    call_id=agent.call_id or "")
+        if reason:
+            data["reason"] = reason
+        self.notify("agent.state", **data)
+        if change.after is AgentState.IDLE and agent.selectable:
             self.on_agent_idle(agent)
 
     def occupy(self, agent: Agent, call: Call, activity: Activity) -> None:
         self.timers.cancel(("wrap_up", agent.id))
         self.agent_changed(self.board.occupy(agent, call.call_id, activity))
 
-    def release(self, agent: Agent, call: Call, wrap_up: bool) -> None:
+    def release(self, agent: Agent, call: Call, wrap_up: bool, reason: str = "") -> None:
         change = self.board.release(agent, call.call_id, wrap_up)
         if agent.activity is Activity.WRAP_UP and agent.call_id == call.call_id:
             # also when the change is invisible (a logged-out agent): wrap-up must still end
             self.timers.set(("wrap_up", agent.id), self.clock.now() + agent.config.wrap_up_s)
-        self.agent_changed(change)
+        self.agent_changed(change, reason)
 
     def end_wrap_up(self, agent: Agent) -> None:
         self.agent_changed(self.board.end_wrap_up(agent))
+
+    # --- ring failures: back-off and auto-busy ------------------------------------------------
+
+    def ring_failed(self, agent: Agent, group: GroupConfig, status: str) -> str:
+        """An agent's phone failed a ring of a ``group`` call (``status``: the Dial status).
+
+        The agent leaves selection for every call for the group's ``ring_failure_backoff_s``
+        (a ``ring_backoff`` timer brings them back); a ``NOANSWER`` counts toward the group's
+        ``auto_busy_after_misses``, and reaching it sets the agent 示忙 (the presence changes now,
+        the visible state when the ring is released). Call before releasing the agent; returns
+        the reason to release with (``"missed_rings"`` when auto-busy struck, else ``""``).
+        """
+        until = self.clock.now() + group.ring_failure_backoff_s
+        self.board.start_ring_backoff(agent)
+        self.timers.set(("ring_backoff", agent.id), until)
+        reason = ""
+        if status == "NOANSWER":
+            agent.missed_rings += 1
+            limit = group.auto_busy_after_misses
+            if limit and agent.missed_rings >= limit and agent.presence is Presence.AVAILABLE:
+                log.info("agent %s set busy after %d missed rings", agent.id, agent.missed_rings)
+                self.board.set_busy(agent, True)
+                agent.missed_rings = 0
+                reason = "missed_rings"
+        self.notify("agent.ring_backoff", agent_id=agent.id, extension=agent.extension,
+                    active=True, status=status, until=until, missed_rings=agent.missed_rings)
+        return reason
+
+    def end_ring_backoff(self, agent: Agent) -> None:
+        """The ``ring_backoff`` timer: the agent is selectable again and, if idle, serves the queue."""
+        if not self.board.end_ring_backoff(agent):
+            return  # ended already: the agent made themselves available again
+        self.notify("agent.ring_backoff", agent_id=agent.id, extension=agent.extension,
+                    active=False)
+        if agent.state is AgentState.IDLE:
+            self.on_agent_idle(agent)
 
     # --- ending a call ------------------------------------------------------------------------
 

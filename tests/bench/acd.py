@@ -67,6 +67,7 @@ def edge_cpu_hook() -> Callable[[bool], float | None]:
     spec = importlib.util.spec_from_file_location("edge_load", path)
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(module)
     return module.measure_edge_cpu
 
@@ -160,14 +161,14 @@ class LinearPools:
         best, best_key = None, None
         least = self._least[group]
         for agent in self._members[group]:
-            if agent.state is AgentState.IDLE and agent.id not in exclude:
+            if agent.selectable and agent.id not in exclude:
                 key = (agent.calls_today, agent.order) if least else (agent.order,)
                 if best_key is None or key < best_key:
                     best, best_key = agent, key
         return best
 
     def idle_count(self, group: str) -> int:
-        return sum(1 for a in self._members[group] if a.state is AgentState.IDLE)
+        return sum(1 for a in self._members[group] if a.selectable)
 
     def logged_in_count(self, group: str) -> int:
         return sum(1 for a in self._members[group] if a.state is not AgentState.LOGGED_OUT)

@@ -227,13 +227,20 @@ def test_blacklist_flag_routes_normally_and_marks_the_call(make):
 
 def test_ring_timeout_fails_over_to_agents_not_yet_tried(h):
     assert h.rung(h.offer("c1")) == {"c1": "8001"}
+    h.clock.advance(20)
     assert h.rung(h.no_answer("c1")) == {"c1": "8002"}
-    assert h.state("wang") == "idle"
+    assert h.state("wang") == "idle"  # idle on the wallboard, but backing off for 30 s
+    h.clock.advance(1)
     assert h.rung(h.no_answer("c1", status="BUSY")) == {"c1": "8003"}
-    # a full round: start again with the best agent, not the one that just failed
+    h.clock.advance(20)
+    # a full round and every agent backing off: the caller waits with music, nobody is re-rung
     commands = h.no_answer("c1")
-    assert h.rung(commands) == {"c1": "8001"}
+    assert h.rung(commands) == {} and HoldMusic("c1") in commands
     assert h.notifies("call.ring_failed", commands)[0]["agent_id"] == "zhang"
+    assert h.core.queue_position("c1") == 1
+    assert h.rung(h.tick(8.9)) == {}
+    # wang's back-off (from t=20) ends at t=50: a new round starts with the best agent
+    assert h.rung(h.tick(0.1)) == {"c1": "8001"}
 
 
 def test_ring_timeout_with_nobody_else_free_queues_the_call(h):
@@ -243,9 +250,11 @@ def test_ring_timeout_with_nobody_else_free_queues_the_call(h):
     h.answer("b", "8002")
     h.offer("c1")  # rings zhang 8003
     commands = h.no_answer("c1")
-    # zhang is the only one free: the call queues and is offered to zhang again
+    # zhang is the only one free, but backing off: the call queues and waits
     assert HoldMusic("c1") in commands
-    assert h.rung(commands) == {"c1": "8003"}
+    assert h.rung(commands) == {}
+    assert h.core.queue_position("c1") == 1
+    assert h.rung(h.tick(30)) == {"c1": "8003"}  # zhang's back-off is over
     assert h.rings()[-1] == RingAgent("c1", "8003", "PJSIP/8003", 20)
 
 

@@ -197,3 +197,22 @@ def test_live_views_show_agents_and_calls(h):
 def test_next_deadline_is_midnight_when_no_timer_runs(h):
     midnight = datetime(2026, 11, 24, tzinfo=SHANGHAI).timestamp()
     assert h.core.next_deadline() == midnight
+
+
+def test_a_session_that_dies_without_a_hangup_line_is_the_systems_not_an_abandon():
+    """A FastAGI reset reaches the core as ``by="unknown"``: the CDR says system, disposition failed."""
+    from edge.clock import ManualClock
+    from edge.commands import WriteCdr
+    from edge.config import example_config
+    from edge.core import Core
+    from edge.events import CallHungUp, CallOffered
+    from edge.regions import RegionResolver
+
+    config = example_config()
+    core = Core(config, ManualClock(), RegionResolver.from_config(config))
+    core.handle(CallOffered("u1", "DAHDI/3-1", "13800138000", did="95555", trunk=3))
+    commands = core.handle(CallHungUp("u1", cause=0, cause_txt="Unknown", by="unknown"))
+    cdrs = [c.record for c in commands if isinstance(c, WriteCdr)]
+    assert len(cdrs) == 1
+    assert cdrs[0]["hung_up_by"] == "system"
+    assert cdrs[0]["disposition"] == "failed"
