@@ -49,6 +49,8 @@ class CommandDone(Event):
     ``digits`` holds collected DTMF (``""`` on timeout), ``status`` the Dial status
     (``ANSWER``, ``BUSY``, ``NOANSWER``, ``CONGESTION``, ``CHANUNAVAIL``, ``CANCEL``) for dials.
     ``talk_s`` is the answered time Asterisk reports for a bridged Dial (``ANSWEREDTIME``).
+    ``caller_gone``: the caller hung up while the command ran; a ``CallHungUp`` follows and ends
+    the call, so the Dial's outcome (an answer AMI may not have reported yet) is never lost.
     """
     call_id: str
     command: str
@@ -57,6 +59,7 @@ class CommandDone(Event):
     status: str = ""
     talk_s: float = 0.0
     ok: bool = True
+    caller_gone: bool = False
 
 
 @dataclass(frozen=True)

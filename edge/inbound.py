@@ -261,6 +261,8 @@ class InboundFlow:
             self._talk(call, ringing, ringing, sb.clock.now() - event.talk_s)
         if call.phase is Phase.TALKING:
             call.reported_talk_s = event.talk_s or None
+            if event.caller_gone:
+                return  # the CallHungUp right behind this ends the call as the caller's
             sb.emit(Hangup(call.call_id, reason="agent hung up"))
             sb.close(call, "agent")
             return

@@ -119,7 +119,7 @@ class EdgeRuntime:
             except queue.Empty:
                 event = Tick()
             if isinstance(event, _Callback):
-                event.fn()
+                self._guarded(event.fn, "callback")
                 continue
             self._handle(event)
             if not isinstance(event, Tick):
@@ -148,10 +148,18 @@ class EdgeRuntime:
                 continue
             self._persist(command)
             for listener in self._listeners:
-                listener(command)
+                self._guarded(lambda: listener(command), "listener")
         if to_driver:
             self.driver.execute(to_driver)
 
+
+    @staticmethod
+    def _guarded(fn: Callable[[], None], what: str) -> None:
+        """A failing view or callback is logged; the core thread, and so routing, goes on."""
+        try:
+            fn()
+        except Exception:
+            log.exception("%s failed on the core thread; edge keeps running", what)
 
     def _persist(self, command: WriteCdr | Notify) -> None:
         """A full disk or a broken file is logged loudly; the branch keeps taking calls."""

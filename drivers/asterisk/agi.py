@@ -176,6 +176,15 @@ class HardenedAGI(AGI):
 
     # --- commands the edge needs, where pyst2's helper does not fit -----------------------------
 
+    def get_variable_after_hangup(self, name: str) -> str:
+        """``GET VARIABLE`` once the bare ``HANGUP`` line came: Asterisk still answers the
+        dead-channel-safe commands of ``res_agi.c`` (511 answers the others)."""
+        seen, self.hangup_seen = self.hangup_seen, None
+        try:
+            return self.get_variable(name)
+        finally:
+            self.hangup_seen = self.hangup_seen or seen
+
     def run(self, command: str, *args: Any) -> AgiReply:
         """Send one command, return its parsed final reply."""
         self.execute(command, *args)

@@ -179,9 +179,33 @@ class CallSession:
         if reply.result == APP_NOT_FOUND:
             self._done(name, ok=False)
             return
-        status = self.agi.get_variable("DIALSTATUS")
-        talk = self.agi.get_variable("ANSWEREDTIME")
-        self._done(name, status=status, talk_s=_seconds(talk))
+        status, hangup = self._read_after_dial("DIALSTATUS", None)
+        talk, hangup = self._read_after_dial("ANSWEREDTIME", hangup)
+        self._done(name, status=status, talk_s=_seconds(talk), caller_gone=hangup is not None)
+        if hangup is not None:
+            raise hangup
+
+    def _read_after_dial(self, variable: str, hangup: AgiHangup | None) -> tuple[str, AgiHangup | None]:
+        """Read a Dial outcome variable even when the caller hung up during the bridge.
+
+        Asterisk then writes the bare ``HANGUP`` line and still answers ``GET VARIABLE`` (a
+        dead-channel-safe command), so the reply follows the HANGUP line. Reporting the outcome
+        first keeps an answered call answered when AMI's ``DialEnd`` comes late or not at all.
+        """
+        if hangup is not None and hangup.reason != "hangup-line":
+            return "", hangup  # 511, EOF or reset: nothing more will be answered
+        try:
+            if hangup is not None:
+                return self.agi.get_variable_after_hangup(variable), hangup
+            return self.agi.get_variable(variable), hangup
+        except AgiHangup as gone:
+            if gone.reason != "hangup-line":
+                return "", hangup or gone
+            try:
+                reply = self.agi.read_reply()  # the GET VARIABLE's own reply, after the HANGUP line
+            except AgiHangup:
+                return "", hangup or gone
+            return (reply.data or "") if reply.result == "1" else "", hangup or gone
 
     def _exec(self, name: str, application: str, data: str) -> None:
         reply = self._exec_app(application, data)

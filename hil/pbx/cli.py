@@ -32,8 +32,12 @@ def demo_world(phones: list[str], trunk: str) -> World:
     profile, _, channels = trunk.partition(":")
     world = World.from_dict({
         "trunks": [{"profile": profile or "analog", "channels": channels or "1-4"}],
+        # one missed ring now and then; the last entry repeats, so it must be an answering one
         "phones": {ext: {"rings": [{"answer_after_ms": random.randint(1000, 6000),
-                                    "hangup_after_ms": random.randint(20_000, 90_000)}, {"no_answer": True}]}
+                                    "hangup_after_ms": random.randint(20_000, 90_000)},
+                                   {"no_answer": True},
+                                   {"answer_after_ms": random.randint(1000, 6000),
+                                    "hangup_after_ms": random.randint(20_000, 90_000)}]}
                    for ext in phones},
     })
     return world

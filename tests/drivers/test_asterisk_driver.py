@@ -142,6 +142,24 @@ def test_ring_agent_stops_music_dials_and_reports_status(ami_server, driver, cal
     assert (done.status, done.talk_s, done.ok) == ("ANSWER", 9.0, True)
 
 
+def test_caller_hanging_up_during_the_bridge_keeps_the_answer(driver, call, events, until):
+    """No DialEnd from AMI (late or lost): the Dial outcome read after the bare HANGUP line still
+    reports the answer, before the one CallHungUp, so the call is not filed as abandoned."""
+    driver.execute([RingAgent(CALL, "8001", "PJSIP/8001", 20)])
+    call.expect("EXEC Dial PJSIP/8001,20")
+    call.reply("200 result=-1")
+    call.expect('GET VARIABLE "DIALSTATUS"')
+    call.reply("HANGUP")  # the caller left; Asterisk still answers dead-channel-safe reads
+    call.reply("200 result=1 (ANSWER)")
+    call.expect('GET VARIABLE "ANSWEREDTIME"')
+    call.reply("200 result=1 (12)")
+    done = events.wait(CommandDone, command="RingAgent")
+    assert (done.status, done.talk_s, done.caller_gone) == ("ANSWER", 12.0, True)
+    assert hung_up_once(events, until).by == "caller"
+    kinds = [type(e).__name__ for e in events.events if isinstance(e, (CommandDone, CallHungUp))]
+    assert kinds == ["CommandDone", "CallHungUp"]
+
+
 def test_no_answer_from_the_agent(driver, call, events):
     driver.execute([RingAgent(CALL, "8001", "PJSIP/8001", 3)])
     call.expect("EXEC Dial PJSIP/8001,3")

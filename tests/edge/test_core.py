@@ -216,3 +216,29 @@ def test_a_session_that_dies_without_a_hangup_line_is_the_systems_not_an_abandon
     assert len(cdrs) == 1
     assert cdrs[0]["hung_up_by"] == "system"
     assert cdrs[0]["disposition"] == "failed"
+
+
+def test_an_answer_known_only_from_the_dial_outcome_still_makes_an_answered_call():
+    """AMI's DialEnd never came; the caller hung up during the bridge: the Dial outcome (ANSWER,
+    12 s) arrives with ``caller_gone`` just before the hang-up, and the CDR is the caller's answered call."""
+    from edge.clock import ManualClock
+    from edge.commands import RingAgent, WriteCdr
+    from edge.config import example_config
+    from edge.core import Core
+    from edge.events import CallHungUp, CallOffered, CommandDone
+    from edge.regions import RegionResolver
+
+    config = example_config()
+    clock = ManualClock()
+    core = Core(config, clock, RegionResolver.from_config(config))
+    out = core.handle(CallOffered("u2", "DAHDI/3-1", "13800138000", did="95555", trunk=3))
+    out += core.handle(CommandDone("u2", "Answer"))
+    ring = next(c for c in out if isinstance(c, RingAgent))
+    clock.advance(15)
+    done = core.handle(CommandDone("u2", "RingAgent", status="ANSWER", talk_s=12.0, caller_gone=True))
+    assert not [c for c in done if isinstance(c, WriteCdr)]  # the hang-up closes it, not the Dial
+    closed = core.handle(CallHungUp("u2", by="caller"))
+    cdr = next(c.record for c in closed if isinstance(c, WriteCdr))
+    assert cdr["disposition"] == "answered" and cdr["hung_up_by"] == "caller"
+    assert cdr["extension"] == ring.extension
+    assert cdr["talk_s"] == 12.0
