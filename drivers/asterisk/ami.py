@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Callable, Mapping
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, Callable, Mapping
 
 from asterisk.manager import Manager
 
@@ -55,6 +55,23 @@ class _ActionBuilder(Manager):
 
     def __del__(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class OriginateRequest:
+    """An async Originate's fields; ``AmiClient.originate`` and ``originate_nowait`` take them
+    (all but ``channel``) as keywords. ``timeout_ms`` is the ring timeout sent to Asterisk."""
+    channel: str
+    _: KW_ONLY
+    application: str = ""
+    data: str = ""
+    context: str = ""
+    exten: str = ""
+    priority: int | str = ""
+    timeout_ms: int = 30000
+    caller_id: str = ""
+    variables: Mapping[str, str] | None = None
+    account: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,69 +154,34 @@ class AmiClient:
         result = self._send(self._build.ping())
         return float(result.get("Timestamp") or 0.0)
 
-    def originate(
-        self,
-        channel: str,
-        *,
-        application: str = "",
-        data: str = "",
-        context: str = "",
-        exten: str = "",
-        priority: int | str = "",
-        timeout_ms: int = 30000,
-        caller_id: str = "",
-        variables: Mapping[str, str] | None = None,
-        account: str = "",
-        wait_s: float | None = None,
-    ) -> OriginateResult:
-        """Async Originate, then wait for its ``OriginateResponse`` (arguments: ``originate_nowait``).
+    def originate(self, channel: str, *, wait_s: float | None = None, **fields: Any) -> OriginateResult:
+        """Async Originate, then wait for its ``OriginateResponse`` (keywords: ``OriginateRequest``).
 
         ``wait_s`` defaults to the ring timeout plus ``action_timeout_s``.
         """
-        action_id, future = self._originate(
-            channel, application=application, data=data, context=context, exten=exten,
-            priority=priority, timeout_ms=timeout_ms, caller_id=caller_id, variables=variables,
-            account=account,
-        )
-        wait = wait_s if wait_s is not None else timeout_ms / 1000 + self.settings.action_timeout_s
+        request = OriginateRequest(channel, **fields)
+        action_id, future = self._originate(request)
+        wait = wait_s if wait_s is not None else request.timeout_ms / 1000 + self.settings.action_timeout_s
         try:
             return future.result(wait)
         except TimeoutError:
             self.session.forget_event(action_id, "OriginateResponse")
             raise AmiTimeout(f"Originate {channel} ({action_id}): no OriginateResponse within {wait:.1f} s") from None
 
-    def originate_nowait(
-        self,
-        channel: str,
-        *,
-        application: str = "",
-        data: str = "",
-        context: str = "",
-        exten: str = "",
-        priority: int | str = "",
-        timeout_ms: int = 30000,
-        caller_id: str = "",
-        variables: Mapping[str, str] | None = None,
-        account: str = "",
-    ) -> Future[OriginateResult]:
-        """Send an async Originate; the Future resolves when Asterisk reports the outcome.
+    def originate_nowait(self, channel: str, **fields: Any) -> Future[OriginateResult]:
+        """Send an async Originate (keywords: ``OriginateRequest``); the Future resolves when
+        Asterisk reports the outcome.
 
         Raises ``AmiActionError`` when Asterisk refuses the action itself (``Channel not
         specified``), ``AmiDisconnected`` when the link is down.
         """
-        return self._originate(
-            channel, application=application, data=data, context=context, exten=exten,
-            priority=priority, timeout_ms=timeout_ms, caller_id=caller_id, variables=variables,
-            account=account,
-        )[1]
+        return self._originate(OriginateRequest(channel, **fields))[1]
 
-    def _originate(self, channel: str, *, application: str, data: str, context: str, exten: str,
-                   priority: int | str, timeout_ms: int, caller_id: str,
-                   variables: Mapping[str, str] | None, account: str) -> tuple[str, Future[OriginateResult]]:
+    def _originate(self, r: OriginateRequest) -> tuple[str, Future[OriginateResult]]:
         headers = self._build.originate(
-            channel, exten, context=context, priority=str(priority), timeout=str(timeout_ms),
-            application=application, data=data, caller_id=caller_id, run_async=True,
-            earlymedia="", account=account, variables=dict(variables or {}),
+            r.channel, r.exten, context=r.context, priority=str(r.priority), timeout=str(r.timeout_ms),
+            application=r.application, data=r.data, caller_id=r.caller_id, run_async=True,
+            earlymedia="", account=r.account, variables=dict(r.variables or {}),
         )
         action_id = self.session.new_action_id()
         event = self.session.expect_event(action_id, "OriginateResponse")

@@ -3,10 +3,9 @@ plus the audio-path model and AGI faults. Formats are compared with the agi-* fi
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import pytest
 
@@ -20,9 +19,9 @@ SCALE = 0.01
 class Agi:
     """One FastAGI session seen from the edge: send a command, read its whole reply."""
 
-    def __init__(self, conn: socket.socket) -> None:
+    def __init__(self, conn: socket.socket, file: BinaryIO) -> None:
         self.conn = conn
-        self.file = conn.makefile("rb")
+        self.file = file
         self.hangup_lines = 0
         self.log: list[tuple[str, list[str]]] = []
         lines = []
@@ -66,31 +65,18 @@ class Agi:
 
 
 class FakeEdge:
-    """A FastAGI server: ``flows[script](agi)`` runs per session in its own thread."""
+    """A FastAGI server (``agi_server``): ``flows[script](agi)`` runs per session in its own thread."""
 
-    def __init__(self, flows: dict[str, Callable[[Agi], None]]) -> None:
+    def __init__(self, flows: dict[str, Callable[[Agi], None]], agi_server) -> None:
         self.flows = flows
         self.sessions: list[Agi] = []
         self.errors: list[BaseException] = []
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.server = agi_server(self._serve)
+        self.port = self.server.port
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        agi = None
+    def _serve(self, conn: socket.socket, file: BinaryIO) -> None:
         try:
-            agi = Agi(conn)
+            agi = Agi(conn, file)
             self.sessions.append(agi)
             flow = self.flows.get(agi.env.get("agi_network_script", ""))
             if flow:
@@ -99,22 +85,18 @@ class FakeEdge:
             pass
         except BaseException as exc:  # surfaced by the test
             self.errors.append(exc)
-        finally:
-            if agi is not None:
-                agi.file.close()  # the makefile holds the socket open otherwise
-            conn.close()
 
     def close(self) -> None:
-        self.sock.close()
+        self.server.close()
 
 
 @pytest.fixture
-def world():
+def world(agi_server):
     """Build (edge, simulator) pairs and stop them after the test."""
     made: list = []
 
     def make(flows, world=None, **kwargs):
-        edge = FakeEdge(flows)
+        edge = FakeEdge(flows, agi_server)
         sim = PbxSimulator(world or {}, agi_port=edge.port, time_scale=SCALE, **kwargs).start()
         made.append((edge, sim))
         return edge, sim

@@ -3,9 +3,8 @@ trunks, PickupChan, and the Local far ends of the fixtures (ami-04, ami-08)."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import pytest
 
@@ -16,45 +15,27 @@ E1 = {"trunks": [{"profile": "e1", "channels": "1-4"}]}
 
 
 class Edge:
-    """FastAGI server running ``flows[script](send, env)``; ``send(cmd)`` returns the final reply line."""
+    """FastAGI server (``agi_server``) running ``flows[script](send, env)``; ``send(cmd)`` returns the final reply line."""
 
-    def __init__(self, flows: dict[str, Callable]) -> None:
+    def __init__(self, flows: dict[str, Callable], agi_server) -> None:
         self.flows, self.envs, self.hangups = flows, [], 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.server = agi_server(self._serve)
+        self.port = self.server.port
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    def _serve(self, conn: socket.socket, reader: BinaryIO) -> None:
+        lines = []
+        while (line := reader.readline().decode()) not in ("\n", ""):
+            lines.append(line)
+        env = parse_agi_env(lines)
+        self.envs.append(env)
 
-    def _serve(self, conn: socket.socket) -> None:
-        reader = conn.makefile("rb")
-        try:
-            lines = []
-            while (line := reader.readline().decode()) not in ("\n", ""):
-                lines.append(line)
-            env = parse_agi_env(lines)
-            self.envs.append(env)
+        def send(command: str) -> str:
+            conn.sendall((command + "\n").encode())
+            while (reply := reader.readline().decode().rstrip("\n")) == "HANGUP":
+                self.hangups += 1
+            return reply
 
-            def send(command: str) -> str:
-                conn.sendall((command + "\n").encode())
-                while (reply := reader.readline().decode().rstrip("\n")) == "HANGUP":
-                    self.hangups += 1
-                return reply
-
-            self.flows.get(env["agi_network_script"], lambda send, env: None)(send, env)
-        except OSError:
-            pass
-        finally:
-            reader.close()
-            conn.close()
+        self.flows.get(env["agi_network_script"], lambda send, env: None)(send, env)
 
 
 class Ami:
@@ -80,11 +61,11 @@ class Ami:
 
 
 @pytest.fixture
-def make():
+def make(agi_server):
     made = []
 
     def build(flows, world):
-        edge = Edge(flows)
+        edge = Edge(flows, agi_server)
         sim = PbxSimulator(world, agi_port=edge.port, time_scale=0.01).start()
         made.append((edge, sim))
         return edge, sim
@@ -92,7 +73,7 @@ def make():
     yield build
     for edge, sim in made:
         sim.stop()
-        edge.sock.close()
+        edge.server.close()
 
 
 def test_redirect_of_a_bridged_caller_is_a_blind_transfer(make):

@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 import yaml
@@ -18,8 +19,8 @@ AGENTS = ("8001", "8002")
 
 
 class Session:
-    def __init__(self, conn: socket.socket) -> None:
-        self.conn, self.file = conn, conn.makefile("rb")
+    def __init__(self, conn: socket.socket, file: BinaryIO) -> None:
+        self.conn, self.file = conn, file
         self.env: dict[str, str] = {}
         while (line := self.file.readline().decode()) not in ("\n", ""):
             key, _, value = line.rstrip("\n").partition(": ")
@@ -81,43 +82,23 @@ def dial(s: Session, ami_send) -> None:
 
 
 class FakeEdge:
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
+    def __init__(self, agi_server) -> None:
         self.stopped = threading.Event()
         self.ami: socket.socket | None = None
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.server = agi_server(self._serve)
+        self.port = self.server.port
 
     def ami_send(self, text: str) -> None:
         if self.ami is not None:
             self.ami.sendall(text.encode())
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        session = None
-        try:
-            session = Session(conn)
-            script = session.env.get("agi_network_script")
-            if script == "incoming":
-                incoming(session)
-            elif script == "dial":
-                dial(session, self.ami_send)
-        except OSError:
-            pass
-        finally:
-            if session:
-                session.file.close()
-            conn.close()
+    def _serve(self, conn: socket.socket, file: BinaryIO) -> None:
+        session = Session(conn, file)
+        script = session.env.get("agi_network_script")
+        if script == "incoming":
+            incoming(session)
+        elif script == "dial":
+            dial(session, self.ami_send)
 
     def ami_client(self, port_of: "callable") -> None:
         """Log in to the simulator's AMI; log in again whenever the connection drops."""
@@ -137,12 +118,12 @@ class FakeEdge:
 
     def close(self) -> None:
         self.stopped.set()
-        self.sock.close()
+        self.server.close()
 
 
 @pytest.fixture
-def edge():
-    fake = FakeEdge()
+def edge(agi_server):
+    fake = FakeEdge(agi_server)
     yield fake
     fake.close()
 
