@@ -182,19 +182,17 @@ class AgentBoard:
 
     def start_ring_backoff(self, agent: Agent) -> bool:
         """Hold the agent back from selection; False when already backing off."""
-        if agent.ring_backoff:
-            return False
-        agent.ring_backoff = True
-        if self.listener and agent.state is AgentState.IDLE:
-            self.listener.agent_changed(agent, agent.state)
-        return True
+        return self._set_ring_backoff(agent, True)
 
     def end_ring_backoff(self, agent: Agent) -> bool:
         """The back-off is over; False when there was none (e.g. the agent ended it by 示闲)."""
-        if not agent.ring_backoff:
+        return self._set_ring_backoff(agent, False)
+
+    def _set_ring_backoff(self, agent: Agent, on: bool) -> bool:
+        if agent.ring_backoff == on:
             return False
-        agent.ring_backoff = False
-        if self.listener and agent.state is AgentState.IDLE:
+        agent.ring_backoff = on
+        if self.listener and agent.state is AgentState.IDLE:  # an idle agent enters/leaves the index
             self.listener.agent_changed(agent, agent.state)
         return True
 

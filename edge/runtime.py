@@ -78,7 +78,6 @@ class EdgeRuntime:
         self._listeners: list[Callable[[Command], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.handled = 0
 
     def _asterisk_driver(self, post: Callable[[Event], None]) -> "DriverLike":
         from drivers.asterisk.driver import AsteriskDriver
@@ -122,8 +121,12 @@ class EdgeRuntime:
                 self._guarded(event.fn, "callback")
                 continue
             self._handle(event)
-            if not isinstance(event, Tick):
-                self._handle(Tick())
+            if not isinstance(event, Tick) and self._timer_due():
+                self._handle(Tick())  # a busy queue never times out: fire due timers between events
+
+    def _timer_due(self) -> bool:
+        deadline = self.core.next_deadline()
+        return deadline is not None and deadline <= self.clock.now()
 
     def _idle_wait(self) -> float:
         deadline = self.core.next_deadline()
@@ -137,7 +140,6 @@ class EdgeRuntime:
         except Exception:  # the core must never take the daemon down with it
             log.exception("core failed on %r; event dropped from the core, edge keeps running", event)
             return
-        self.handled += 1
         self._dispatch(commands)
 
     def _dispatch(self, commands: Iterable[Command]) -> None:
@@ -151,7 +153,6 @@ class EdgeRuntime:
                 self._guarded(lambda: listener(command), "listener")
         if to_driver:
             self.driver.execute(to_driver)
-
 
     @staticmethod
     def _guarded(fn: Callable[[], None], what: str) -> None:

@@ -101,7 +101,7 @@ def run_with_edge(source: str | Path | dict[str, Any], workdir: Path,
         result = run_scenario(data, edge_host="127.0.0.1", agi_port=agi_port, ami_port=ami_port,
                               time_scale=scale, keep_simulator=True, on_started=start_edge)
         calls = call_ids(result.simulator) if result.simulator else {}
-        expected = [c for c in data.get("cdrs") or []]
+        expected = list(data.get("cdrs") or [])
         cdrs = _settled_cdrs(runtime.store, calls, expected)
         checks = [_check(spec, cdrs, calls) for spec in expected]
         return EdgeRun(result, cdrs, checks, runtime)

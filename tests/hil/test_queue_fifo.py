@@ -48,7 +48,7 @@ def test_twenty_concurrent_callers_are_served_in_arrival_order(tmp_path: Path) -
     rings = sorted(sim.records("rang", extension="8001"), key=lambda r: r.t_ms)
     ring_order = [r.data["call"] for r in rings]
     calls = {c["call_id"]: c for c in run.cdrs}
-    ids = {name: ids for name, ids in call_ids(sim).items()}
+    ids = call_ids(sim)
     started = {name: next(calls[i]["started_at"] for i in ids[name] if i in calls) for name in ids}
     arrival_order = sorted(started, key=started.get)
     assert len(ring_order) == CALLERS
