@@ -64,3 +64,7 @@ class Call:
     action: str = ""             # desk calls: the running command (DialOut, Spy, PickupCall)
     target_extension: str = ""   # desk calls: the extension a code or internal call acts on
     disposition: str = ""        # set by the flow when it knows better than the default
+    recording_file: str = ""     # the WAV MixMonitor is writing now ("" = not recording)
+    recordings: list[tuple[int, str, str]] = field(default_factory=list)  # (leg, file, agent id)
+    recording_muted: bool = False
+    period: str = ""             # the group calendar's period at arrival (open, holiday...)

@@ -17,7 +17,8 @@ CDR_FIELDS = (
     "hangup_cause", "hangup_cause_txt", "hung_up_by", "disposition", "code",
 )
 HUNG_UP_BY = ("caller", "agent", "system")
-DISPOSITIONS = ("answered", "abandoned", "rejected", "overflow", "no_agent", "failed", "completed")
+DISPOSITIONS = ("answered", "abandoned", "rejected", "overflow", "no_agent", "failed", "completed",
+                "closed")
 
 
 def cdr_record(call: Call, ended_at: float, hung_up_by: str, cause: int,

@@ -16,15 +16,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge.config_reader import TableReader, join_path
 from edge.errors import ConfigError
+from edge.hours import PERIOD_KINDS, WorkCalendar, parse_calendars
 
 DATA_DIR = Path(__file__).with_name("data")
 EXAMPLE_PATH = DATA_DIR / "edge.example.toml"
 ROLES = ("agent", "team_lead", "supervisor", "admin")
 STRATEGIES = ("least_calls", "extension_order")
 TERMINAL_OVERFLOWS = ("voicemail", "callback", "hangup")
+OUT_OF_HOURS = ("play", "voicemail")
 CODE_ACTIONS = ("listen", "whisper", "barge", "force_hangup", "pickup", "trunk_dial",
                 "toggle_busy", "toggle_login", "toggle_away", "disabled")
 SUPERVISING = ("supervisor", "team_lead")
+RECORD_POLICIES = ("always", "never", "on_demand")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,29 @@ class AsteriskSection:
 
 
 @dataclass(frozen=True)
+class RecordingSection:
+    """Call recording (REC-1/2). Asterisk's MixMonitor writes WAVs into ``spool_dir`` on the same
+    box; the edge encodes them to MP3 under ``root/<YYYY-MM-DD>/<agent>/`` and deletes a WAV only
+    after its MP3 decoded back to the right length. ``inbound``/``outbound``: the default policy of
+    an extension (an agent's ``record_inbound``/``record_outbound`` overrides it)."""
+    enabled: bool = True
+    spool_dir: str = "/var/spool/asterisk/monitor"
+    root: str = "recordings"
+    inbound: str = "always"
+    outbound: str = "always"
+    bitrate_kbps: int = 16
+    quality: int = 5
+    workers: int = 0          # encoder processes; 0 = one per CPU core
+    settle_s: float = 2.0     # a WAV must stop growing this long (virtual s) before it is encoded
+
+    def policy(self, agent: "AgentConfig", direction: str) -> str:
+        if not self.enabled:
+            return "never"
+        own = agent.record_inbound if direction == "inbound" else agent.record_outbound
+        return own or (self.inbound if direction == "inbound" else self.outbound)
+
+
+@dataclass(frozen=True)
 class TrunkConfig:
     """One trunk channel (``DAHDI/<channel>-1``); ``number`` is the line's own number (its DID)."""
     channel: int
@@ -65,6 +91,8 @@ class AgentConfig:
     groups: tuple[str, ...] = ()
     logged_in: bool = True
     wrap_up_s: float = 5.0
+    record_inbound: str = ""   # always | never | on_demand; "" = the [recording] default
+    record_outbound: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +112,10 @@ class GroupConfig:
     overflow: str = "hangup"
     ring_failure_backoff_s: float = 30.0
     auto_busy_after_misses: int = 0
+    calendar: str = ""          # a [[calendars]] name: working hours, breaks, holidays (INB-7)
+    welcome: Mapping[str, str] = field(default_factory=dict)  # period kind -> welcome prompt
+    out_of_hours: str = "play"  # outside "open": play the period's closed prompt, or voicemail
+    closed_prompts: Mapping[str, str] = field(default_factory=dict)  # period kind -> prompt
 
     @property
     def overflow_group(self) -> str | None:
@@ -162,6 +194,8 @@ class EdgeConfig:
     groups: tuple[GroupConfig, ...]
     routing: RoutingConfig
     codes: Mapping[str, CodeRule] = field(default_factory=lambda: DEFAULT_CODES)
+    recording: RecordingSection = RecordingSection()
+    calendars: Mapping[str, WorkCalendar] = field(default_factory=dict)
 
     def group(self, name: str) -> GroupConfig:
         return next(g for g in self.groups if g.name == name)
@@ -195,8 +229,11 @@ def parse_config(data: Mapping[str, Any], base_dir: str | Path | None = None) ->
     groups = root.each("groups", _read_group)
     routing = _read_routing(root.table("routing"), groups, base_dir)
     codes = _read_codes(root.table("codes"))
+    recording = _read_recording(root.table("recording"), base_dir)
+    calendars = parse_calendars(root.raw("calendars", []), edge.timezone)
     root.finish()
-    config = EdgeConfig(edge, asterisk, trunks, agents, groups, routing, codes)
+    config = EdgeConfig(edge, asterisk, trunks, agents, groups, routing, codes, recording,
+                        MappingProxyType(calendars))
     _check_references(config)
     return config
 
@@ -230,6 +267,25 @@ def _read_asterisk(t: TableReader) -> AsteriskSection:
     return section
 
 
+def _read_recording(t: TableReader, base_dir: str | Path | None) -> RecordingSection:
+    root = t.text("root", "recordings")
+    if base_dir is not None and not Path(root).is_absolute():
+        root = str(Path(base_dir) / root)
+    section = RecordingSection(
+        enabled=t.flag("enabled", True),
+        spool_dir=t.text("spool_dir", "/var/spool/asterisk/monitor"),
+        root=root,
+        inbound=t.text("inbound", "always", choices=RECORD_POLICIES),
+        outbound=t.text("outbound", "always", choices=RECORD_POLICIES),
+        bitrate_kbps=t.integer("bitrate_kbps", 16, minimum=8, maximum=320),
+        quality=t.integer("quality", 5, minimum=0, maximum=9),
+        workers=t.integer("workers", 0, minimum=0, maximum=64),
+        settle_s=t.number("settle_s", 2.0, minimum=0),
+    )
+    t.finish()
+    return section
+
+
 def _read_trunk(t: TableReader) -> TrunkConfig:
     if t.has("did") and t.has("number"):
         raise t.error("did", "give either did or number, not both")
@@ -258,6 +314,8 @@ def _read_agent(t: TableReader) -> AgentConfig:
         groups=t.text_list("groups"),
         logged_in=t.flag("logged_in", True),
         wrap_up_s=t.number("wrap_up_s", 5.0, minimum=0),
+        record_inbound=t.text("record_inbound", "", choices=RECORD_POLICIES),
+        record_outbound=t.text("record_outbound", "", choices=RECORD_POLICIES),
     )
 
 
@@ -272,11 +330,24 @@ def _read_group(t: TableReader) -> GroupConfig:
         # > 0: with no back-off a busy phone would be rung again at once, over and over
         ring_failure_backoff_s=t.number("ring_failure_backoff_s", 30.0, positive=True),
         auto_busy_after_misses=t.integer("auto_busy_after_misses", 0, minimum=0),
+        calendar=t.text("calendar", ""),
+        welcome=MappingProxyType(_period_prompts(t, "welcome")),
+        out_of_hours=t.text("out_of_hours", "play", choices=OUT_OF_HOURS),
+        closed_prompts=MappingProxyType(_period_prompts(t, "closed_prompts")),
     )
     if group.overflow not in TERMINAL_OVERFLOWS and not group.overflow_group:
         raise t.error("overflow", "expected group:<name>, voicemail, callback or hangup, "
                                   f"got {group.overflow!r}")
     return group
+
+
+def _period_prompts(t: TableReader, key: str) -> dict[str, str]:
+    prompts = t.text_map(key)
+    for period in prompts:
+        if period not in PERIOD_KINDS:
+            raise ConfigError(join_path(t.at(key), period),
+                              f"expected a period ({', '.join(PERIOD_KINDS)})")
+    return prompts
 
 
 def _read_routing(t: TableReader, groups: tuple[GroupConfig, ...],
@@ -362,6 +433,8 @@ def _check_references(config: EdgeConfig) -> None:
         if vip.owner not in agent_ids:
             raise ConfigError(f"routing.vip[{i}].owner", f"unknown agent {vip.owner!r}")
     for i, group in enumerate(config.groups):
+        if group.calendar and group.calendar not in config.calendars:
+            raise ConfigError(f"groups[{i}].calendar", f"unknown calendar {group.calendar!r}")
         if group.overflow_group is not None:
             _need_group(group_names, group.overflow_group, f"groups[{i}].overflow")
     _check_overflow_loops(config.groups)

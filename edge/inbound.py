@@ -35,9 +35,11 @@ import logging
 
 from edge.acd import DecisionKind
 from edge.agents import Activity, Agent
+from edge.call_recording import CallRecording
 from edge.calls import INBOUND, Call, Phase
 from edge.commands import Answer, Collect, Hangup, HoldMusic, Play, RingAgent
 from edge.events import AgentAnswered, CallOffered, CommandDone
+from edge.hours import BREAK, CLOSED, HOLIDAY, OPEN
 from edge.numbers import national_number
 from edge.queueing import VIP_PRIORITY
 from edge.switchboard import Switchboard
@@ -48,11 +50,13 @@ ANALOG_DID = ("", "s")  # analog lines deliver no DID: the trunk's own number st
 OVERFLOW_PROMPTS = {"voicemail": "cc/overflow-voicemail", "callback": "cc/overflow-callback",
                     "hangup": "cc/all-agents-busy"}
 CALL_REJECTED = (21, "Call Rejected")
+CLOSED_PROMPTS = {BREAK: "cc/closed-break", CLOSED: "cc/closed", HOLIDAY: "cc/closed-holiday"}
 
 
 class InboundFlow:
-    def __init__(self, sb: Switchboard) -> None:
+    def __init__(self, sb: Switchboard, recording: CallRecording) -> None:
         self.sb = sb
+        self.recording = recording
         self._trunk_numbers = {t.channel: t.number for t in sb.config.trunks if t.number}
         sb.on_agent_idle = self.agent_idle
 
@@ -79,19 +83,44 @@ class InboundFlow:
         if call.flagged:
             sb.notify("call.flagged", call_id=call.call_id, caller=call.caller, reason="blacklist")
         sb.emit(Answer(call.call_id))
+        call.group, call.group_rule = sb.acd.group_for(did, call.region)
+        if not self._within_hours(call):
+            return
         owner = sb.acd.vip_owner(number)
         if owner is not None:
             call.vip_owner, call.priority = owner.id, VIP_PRIORITY
             call.group, call.group_rule = sb.acd.vip_group(owner), "vip"
             self.place(call)
             return
-        call.group, call.group_rule = sb.acd.group_for(did, call.region)
         menu = sb.acd.menu_for(did, call.group)
         if menu is not None:
             call.phase = Phase.MENU
             sb.emit(Collect(call.call_id, menu.prompt, menu.max_digits, int(menu.timeout_s * 1000)))
             return
         self.place(call)
+
+    def _within_hours(self, call: Call) -> bool:
+        """INB-7: the group's calendar picks the welcome prompt; outside "open" (a break, after
+        hours, a public holiday — 调休 make-up days count as working days) the caller hears the
+        period's prompt and the call ends with disposition ``closed``."""
+        sb = self.sb
+        group = sb.groups[call.group]
+        if not group.calendar:
+            return True
+        period = sb.config.calendars[group.calendar].period_at(sb.clock.now())
+        call.period = period.kind
+        if period.kind == OPEN:
+            if group.welcome.get(OPEN):
+                sb.emit(Play(call.call_id, group.welcome[OPEN]))
+            return True
+        prompt = (group.closed_prompts.get(period.kind) or group.welcome.get(period.kind)
+                  or CLOSED_PROMPTS[period.kind])
+        sb.notify("call.out_of_hours", call_id=call.call_id, caller=call.caller, group=group.name,
+                  period=period.kind, label=period.label, action=group.out_of_hours)
+        call.disposition, call.rule = "closed", f"hours:{period.kind}"
+        sb.emit(Play(call.call_id, prompt), Hangup(call.call_id, reason=f"closed:{period.kind}"))
+        sb.close(call, "system")
+        return False
 
     def _reject(self, call: Call) -> None:
         call.rule, call.disposition = "blacklist", "rejected"
@@ -251,6 +280,7 @@ class InboundFlow:
         sb.board.count_answered(answerer)
         sb.acd.remember(call.number, answerer.id)
         sb.occupy(answerer, call, Activity.TALKING)
+        self.recording.answered(call, answerer, INBOUND)
         sb.notify("call.answered", call_id=call.call_id, agent_id=answerer.id,
                   extension=answerer.extension, wait_s=round(at - call.started_at, 3))
 
