@@ -41,6 +41,13 @@ class Collect(CallCommand):
 
 
 @dataclass(frozen=True)
+class Say(CallCommand):
+    """Read a value back (``edge.speech.spoken``): AGI ``SAY NUMBER``/``SAY DIGITS`` and
+    ``STREAM FILE`` for each part in order; finishes with one ``CommandDone("Say")``."""
+    parts: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class HoldMusic(CallCommand):
     """AGI ``SET MUSIC ON <moh_class>``: the caller hears music while the session waits for the core."""
     moh_class: str = "default"
@@ -88,6 +95,61 @@ class Hangup(CallCommand):
 class ForceHangup(Command):
     """AMI ``Hangup`` of every channel of a device (``Channel: /^PJSIP/8001-.*$/``): 强拆."""
     channel_prefix: str
+
+
+@dataclass(frozen=True)
+class StartRecording(Command):
+    """AMI ``MixMonitor`` on the call's channel: Asterisk writes ``<spool_dir>/<file>`` (WAV).
+
+    An AMI action, not AGI, because the call's FastAGI session is busy in ``Dial`` while it talks.
+    ``options`` ``b``: only bridged audio. ``leg`` numbers the recordings of one call (on-demand
+    toggles and transfers make several); ``agent_id`` files it.
+    """
+    call_id: str
+    channel: str
+    file: str
+    leg: int = 1
+    agent_id: str = ""
+    options: str = "b"
+
+
+@dataclass(frozen=True)
+class StopRecording(Command):
+    """AMI ``StopMixMonitor``: the agent switched an on-demand recording off mid-call."""
+    call_id: str
+    channel: str
+    file: str
+
+
+@dataclass(frozen=True)
+class MuteRecording(Command):
+    """AMI ``MixMonitorMute``: silence the recording while a sensitive IVR step (PIN) runs."""
+    call_id: str
+    channel: str
+    muted: bool
+
+
+@dataclass(frozen=True)
+class EncodeRecording(Command):
+    """The call is over: encode its WAV ``file`` to MP3 (``edge.recordings``), with ``meta``
+    (agent, numbers, direction, start, duration, result) for the tags, the folder and the store."""
+    call_id: str
+    file: str
+    leg: int = 1
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Lookup(Command):
+    """Ask the store (the edge's customer cache) on the IVR's behalf; answered by ``LookupDone``.
+
+    ``kind`` ``member``: is ``key`` a member number; ``account``: ``field`` (balance, amount_due,
+    due_date) of customer ``key``'s account.
+    """
+    call_id: str
+    kind: str
+    key: str
+    field: str = ""
 
 
 @dataclass(frozen=True)

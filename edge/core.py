@@ -19,6 +19,7 @@ from typing import Callable, Mapping
 from zoneinfo import ZoneInfo
 
 from edge.agents import AgentState
+from edge.call_recording import CallRecording
 from edge.calls import INBOUND, Call
 from edge.clock import Clock
 from edge.commands import Command
@@ -26,7 +27,7 @@ from edge.config import EdgeConfig
 from edge.desk import DeskFlow
 from edge.events import (AgentAnswered, AgentLogin, AgentLogout, AgentSetAway, AgentSetBusy,
                          CallHungUp, CallOffered, ChannelsSnapshot, CommandDone, Event,
-                         ExtensionDialled, LinkChanged, Tick)
+                         ExtensionDialled, LinkChanged, RecordingFailed, RecordingToggle, Tick)
 from edge.inbound import InboundFlow
 from edge.regions import RegionResolver
 from edge.switchboard import Switchboard
@@ -101,8 +102,9 @@ class Core:
         self.config = config
         self.clock = clock
         self.sb = Switchboard(config, clock, regions, initial_counts, last_agents)
-        self.inbound = InboundFlow(self.sb)
-        self.desk = DeskFlow(self.sb)
+        self.recording = CallRecording(self.sb)
+        self.inbound = InboundFlow(self.sb, self.recording)
+        self.desk = DeskFlow(self.sb, self.recording)
         self._zone = ZoneInfo(config.edge.timezone)
         self._next_midnight = self._midnight_after(clock.now())
         self._handlers: dict[type, Callable[[Event], None]] = {
@@ -117,6 +119,8 @@ class Core:
             AgentSetAway: self._agent_event,
             Tick: self._tick,
             LinkChanged: self._link_changed,
+            RecordingToggle: self.recording.toggle,
+            RecordingFailed: self.recording.failed,
             ChannelsSnapshot: self._channels_snapshot,
         }
         self._timer_handlers = {

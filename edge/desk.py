@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 
 from edge.agents import Activity, Agent, Presence
+from edge.call_recording import CallRecording
 from edge.calls import CODE, INTERNAL, OUTBOUND, Call, Phase
 from edge.codes import SPY_OPTIONS, CodeAction, CodeBook, CodeRefusal
 from edge.commands import DialOut, ForceHangup, Hangup, PickupCall, Play, Spy
@@ -36,8 +37,9 @@ DIAL_FAILURE_CAUSES = {"BUSY": (17, "User busy"), "NOANSWER": (19, "No answer"),
 
 
 class DeskFlow:
-    def __init__(self, sb: Switchboard) -> None:
+    def __init__(self, sb: Switchboard, recording: CallRecording) -> None:
         self.sb = sb
+        self.recording = recording
         self.codes = CodeBook(sb.config.codes, (t.channel for t in sb.config.trunks))
 
     def dialled(self, event: ExtensionDialled) -> None:
@@ -70,6 +72,9 @@ class DeskFlow:
     def _dial(self, call: Call, agent: Agent | None, dial_string: str) -> None:
         call.phase, call.action = Phase.DESK, "DialOut"
         self._hold(agent, call)
+        if agent is not None and call.direction == OUTBOUND:
+            # MixMonitor's "b" option writes nothing until the far end is bridged in
+            self.recording.answered(call, agent, OUTBOUND)
         self.sb.emit(DialOut(call.call_id, dial_string))
 
     def _hold(self, agent: Agent | None, call: Call) -> None:

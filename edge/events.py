@@ -108,6 +108,34 @@ class AgentSetAway(Event):
     away: bool
 
 
+@dataclass(frozen=True)
+class LookupDone(Event):
+    """The store's answer to a ``Lookup``: ``values`` are text (amounts as decimal strings)."""
+    call_id: str
+    kind: str
+    found: bool
+    values: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordingToggle(Event):
+    """Record on demand: the agent (phone or API) switches their current call's recording.
+
+    ``on`` None toggles; True/False sets. Refused (``recording.refused``) when the agent's policy
+    is ``never`` or they have no answered call.
+    """
+    agent_id: str
+    on: bool | None = None
+
+
+@dataclass(frozen=True)
+class RecordingFailed(Event):
+    """Asterisk refused a ``MixMonitor`` (``No such channel``): the call has no recording."""
+    call_id: str
+    file: str
+    reason: str = ""
+
+
 # --- infrastructure ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -12,15 +12,18 @@ import queue
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 from zoneinfo import ZoneInfo
 
-from edge.commands import Command, Notify, WriteCdr
+from edge.commands import Command, EncodeRecording, Lookup, Notify, StartRecording, WriteCdr
 from edge.config import EdgeConfig
 from edge.core import Core
-from edge.events import Event, Tick
+from edge.events import Event, LookupDone, Tick
 from edge.regions import RegionResolver
 from edge.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from edge.recordings.service import RecordingService
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +33,13 @@ MAX_IDLE_WAIT_S = 0.05  # real seconds between ticks when nothing is due sooner
 class ScaledClock:
     """Wall time slowed or sped by ``time_scale``: virtual = start + real_elapsed / time_scale."""
 
-    def __init__(self, time_scale: float = 1.0) -> None:
+    def __init__(self, time_scale: float = 1.0, start: float | None = None) -> None:
+        """``start``: the virtual epoch at creation (tests and demos of a given day, e.g. a
+        public holiday); the wall clock's now by default."""
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.time_scale = time_scale
-        self._start_wall = time.time()
+        self._start_wall = time.time() if start is None else start
         self._start_mono = time.monotonic()
 
     def now(self) -> float:
@@ -75,6 +80,7 @@ class EdgeRuntime:
         )
         factory = driver_factory or self._asterisk_driver
         self.driver = factory(self.events.put)
+        self.recordings = self._recording_service() if config.recording.enabled else None
         self._listeners: list[Callable[[Command], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -84,18 +90,34 @@ class EdgeRuntime:
 
         return AsteriskDriver.from_config(post, self.config, self.clock.time_scale)
 
+    def _recording_service(self) -> "RecordingService":
+        from edge.recordings.service import RecordingService
+
+        live = getattr(self.driver, "live_uniqueids", lambda: None)
+        return RecordingService(self.store, self.config.recording, self.config.edge.timezone,
+                                notify=self._notify_from_thread, live_calls=live,
+                                real_seconds=self.clock.real_seconds)
+
+    def _notify_from_thread(self, topic: str, data: dict) -> None:
+        """A service thread's notification goes through the core thread like the core's own."""
+        self.call_soon(lambda: self._dispatch([Notify(topic, data)]))
+
     # --- life cycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="edge-core", daemon=True)
         self._thread.start()
         self.driver.start()
+        if self.recordings is not None:
+            self.recordings.start()
 
     def stop(self) -> None:
         self.driver.stop()
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
+        if self.recordings is not None:
+            self.recordings.stop()
         self.store.close()
 
     def subscribe(self, listener: Callable[[Command], None]) -> None:
@@ -145,6 +167,11 @@ class EdgeRuntime:
     def _dispatch(self, commands: Iterable[Command]) -> None:
         to_driver: list[Command] = []
         for command in commands:
+            if isinstance(command, (StartRecording, EncodeRecording)):
+                self._recording_command(command)
+            if isinstance(command, Lookup):
+                self.events.put(self._lookup(command))
+                continue
             if not isinstance(command, (WriteCdr, Notify)):
                 to_driver.append(command)
                 continue
@@ -153,6 +180,35 @@ class EdgeRuntime:
                 self._guarded(lambda: listener(command), "listener")
         if to_driver:
             self.driver.execute(to_driver)
+
+    def _recording_command(self, command: StartRecording | EncodeRecording) -> None:
+        if self.recordings is None:
+            return
+        try:
+            if isinstance(command, StartRecording):
+                self.recordings.started(command)
+            else:
+                self.recordings.call_over(command)
+        except StoreError:
+            log.exception("store rejected %r; the recovery scan will find the WAV", command)
+
+    def _lookup(self, command: Lookup) -> LookupDone:
+        """The IVR's question to the customer cache; a store failure answers "not found"."""
+        try:
+            if command.kind == "member":
+                row = self.store.customer_by_member(command.key)
+                values = {"customer_id": row["id"], "name": row["name"] or ""} if row else {}
+                return LookupDone(command.call_id, command.kind, row is not None, values)
+            accounts = self.store.accounts_of(command.key)
+        except StoreError:
+            log.exception("lookup %r failed; answered as not found", command)
+            return LookupDone(command.call_id, command.kind, False)
+        if not accounts:
+            return LookupDone(command.call_id, command.kind, False)
+        account = accounts[0]
+        values = {k: str(account[k] or "") for k in ("balance", "amount_due", "due_date")}
+        found = not command.field or bool(values.get(command.field))
+        return LookupDone(command.call_id, command.kind, found, values)
 
     @staticmethod
     def _guarded(fn: Callable[[], None], what: str) -> None:

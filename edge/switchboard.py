@@ -44,6 +44,8 @@ class Switchboard:
         self.pickups: dict[str, str] = {}  # ringing extension -> agent id picking it up (##6)
         self.out: list[Command] = []
         self.on_agent_idle: Callable[[Agent], None] = lambda agent: None
+        # called with (call, cdr record) after the CDR is emitted: recordings, ratings, tasks
+        self.on_call_closed: list[Callable[[Call, dict[str, Any]], None]] = []
         self._seq = 0
 
     def next_seq(self) -> int:
@@ -144,6 +146,8 @@ class Switchboard:
             self.pickups.pop(call.target_extension, None)
         record = cdr_record(call, self.clock.now(), hung_up_by, cause, cause_txt)
         self.emit(WriteCdr(record))
+        for hook in self.on_call_closed:
+            hook(call, record)
         log.info("call %s closed: %s by %s", call.call_id, record["disposition"], hung_up_by)
         self._free_agents_of(call)
 

@@ -5,6 +5,7 @@ A scenario may carry two keys the simulator does not read:
 
 ``edge``  top-level config tables (``agents``, ``groups``, ``routing``, ``trunks``, ``codes``) that
           replace those of ``hil/scenarios/edge-base.toml`` for this run.
+``clock``  the edge's virtual start time (ISO 8601 with offset), e.g. a public holiday.
 ``cdrs``  expectations on the CDRs the edge wrote, e.g.
           ``- {call: c1, agent_id: a8001, rule: least_calls, disposition: answered}``; ``call``
           names a scenario call (matched through its channels' Uniqueids); ``count: 2`` asserts how
@@ -18,11 +19,12 @@ import socket
 import time
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from edge.config import EdgeConfig, parse_config
-from edge.runtime import EdgeRuntime
+from edge.runtime import EdgeRuntime, ScaledClock
 from edge.store import Store
 from hil.pbx.scenario import ScenarioResult, load, run_scenario
 from hil.pbx.simulator import PbxSimulator
@@ -50,6 +52,8 @@ def edge_config(overrides: dict[str, Any] | None, *, store: Path, ami_port: int,
         else:
             data[key] = copy.deepcopy(value)
     data["edge"].update(store=str(store), time_scale=time_scale)
+    data.setdefault("recording", {}).update(spool_dir=str(store.parent / "spool"),
+                                            root=str(store.parent / "recordings"))
     data["asterisk"].update(ami_host="127.0.0.1", ami_port=ami_port, fastagi_port=agi_port,
                             fastagi_host="127.0.0.1")
     return parse_config(data, base_dir=BASE_CONFIG.parent)
@@ -90,7 +94,9 @@ def run_with_edge(source: str | Path | dict[str, Any], workdir: Path,
     overrides = {**(data.get("edge") or {}), **(config_overrides or {})}
     config = edge_config(overrides, store=workdir / "edge.sqlite3", ami_port=ami_port,
                          agi_port=agi_port, time_scale=scale)
-    runtime = EdgeRuntime(config)
+    start = data.get("clock")
+    clock = ScaledClock(scale, _epoch(start)) if start else None
+    runtime = EdgeRuntime(config, clock=clock)
     started: list[EdgeRuntime] = []
 
     def start_edge(_sim: PbxSimulator) -> None:
@@ -108,6 +114,14 @@ def run_with_edge(source: str | Path | dict[str, Any], workdir: Path,
     finally:
         if started:
             runtime.stop()
+
+
+def _epoch(value: Any) -> float:
+    """A scenario's ``clock``: YAML may already have parsed the ISO text into a datetime."""
+    when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if when.tzinfo is None:
+        raise ValueError(f"clock {value!r} needs a UTC offset, e.g. 2026-10-01T10:00:00+08:00")
+    return when.timestamp()
 
 
 def call_ids(sim: PbxSimulator) -> dict[str, set[str]]:

@@ -24,7 +24,8 @@ from drivers.asterisk.codec import AgiReply
 from drivers.asterisk.errors import AgiError, AgiHangup
 from drivers.asterisk.fastagi import FastAgiRequest
 from edge.commands import (
-    Answer, CallCommand, Collect, DialOut, HoldMusic, Hangup, PickupCall, Play, RingAgent, Spy,
+    Answer, CallCommand, Collect, DialOut, HoldMusic, Hangup, PickupCall, Play, RingAgent, Say,
+    Spy,
 )
 from edge.events import CallHungUp, CommandDone, Event
 
@@ -149,6 +150,8 @@ class CallSession:
             digits, timed_out = agi.collect(command.prompt, command.timeout_ms, command.max_digits)
             self._music_on = False  # GET DATA stops music on hold, like STREAM FILE
             self._done("Collect", digits=digits, timed_out=timed_out)
+        elif isinstance(command, Say):
+            self._say(command)
         elif isinstance(command, HoldMusic):
             agi.set_music(True, command.moh_class)
             self._music_on = True
@@ -171,6 +174,18 @@ class CallSession:
             log.warning("call %s: prompt %r did not play (missing file?): %s",
                         self.call_id, command.prompt, reply.text)
         self._done("Play")
+
+    def _say(self, command: Say) -> None:
+        """Each part in order: ``SAY NUMBER n ""``, ``SAY DIGITS d ""``, ``STREAM FILE p ""``."""
+        for kind, value in command.parts:
+            if kind == "prompt":
+                reply = self.agi.play(value)
+            else:
+                reply = self.agi.run(f"SAY {kind.upper()}", value, '""')
+            if reply.result == "-1":
+                log.warning("call %s: SAY %s %r failed: %s", self.call_id, kind, value, reply.text)
+        self._music_on = False
+        self._done("Say")
 
     def _dial(self, name: str, dial_string: str, timeout_s: int) -> None:
         """``EXEC Dial``; ``result=-1`` after an answered far end hung up is normal, so the

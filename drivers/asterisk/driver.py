@@ -8,8 +8,10 @@ The contract is the table in ``docs/architecture.md``. In short:
 * AMI ``DialEnd`` with ``DialStatus: ANSWER`` for a live call -> ``AgentAnswered``; link loss and
   recovery -> ``LinkChanged("ami", up)``; after a re-login, ``CoreShowChannels`` ->
   ``ChannelsSnapshot`` so the core can close calls that vanished while the link was down.
-* ``ForceHangup`` -> AMI ``Hangup`` of ``/^<prefix>-.*$/``, on a small AMI worker pool: ``execute``
-  is called on the core's thread and must never block on the network.
+* ``ForceHangup`` -> AMI ``Hangup`` of ``/^<prefix>-.*$/``; ``StartRecording`` /
+  ``StopRecording`` / ``MuteRecording`` -> AMI ``MixMonitor`` / ``StopMixMonitor`` /
+  ``MixMonitorMute`` (a refused MixMonitor -> ``RecordingFailed``). All on a small AMI worker
+  pool: ``execute`` is called on the core's thread and must never block on the network.
 
 ``post_event`` is called from driver threads (FastAGI workers, the AMI dispatcher, the AMI
 command pool); the runtime's ``queue.Queue.put`` is thread-safe, which is all this needs.
@@ -30,9 +32,13 @@ from drivers.asterisk.fastagi import FastAgiRequest, FastAgiServer, FastAgiSetti
 from drivers.asterisk.profiles import ASTERISK_22, AsteriskProfile
 from drivers.asterisk.session import AmiSettings
 from drivers.asterisk.transport import BackoffPolicy
-from edge.commands import CallCommand, Command, ForceHangup, Notify, WriteCdr
+from edge.commands import (
+    CallCommand, Command, EncodeRecording, ForceHangup, MuteRecording, Notify, StartRecording,
+    StopRecording, WriteCdr,
+)
 from edge.events import (
     AgentAnswered, CallOffered, ChannelsSnapshot, Event, ExtensionDialled, LinkChanged,
+    RecordingFailed,
 )
 
 log = logging.getLogger(__name__)
@@ -122,7 +128,9 @@ class AsteriskDriver:
                 self._to_call(command)
             elif isinstance(command, ForceHangup):
                 self._ami_pool.submit(self._force_hangup, command.channel_prefix)
-            elif isinstance(command, (WriteCdr, Notify)):
+            elif isinstance(command, (StartRecording, StopRecording, MuteRecording)):
+                self._ami_pool.submit(self._recording, command)
+            elif isinstance(command, (WriteCdr, Notify, EncodeRecording)):
                 continue
             else:
                 log.warning("AsteriskDriver cannot execute %r; ignored", command)
@@ -146,6 +154,33 @@ class AsteriskDriver:
             log.info("ForceHangup %s: hung up %s", pattern, ", ".join(hung) or "nothing")
         except AmiError as exc:
             log.error("ForceHangup %s failed: %s", pattern, exc)
+
+    def _recording(self, command: StartRecording | StopRecording | MuteRecording) -> None:
+        if self.ami is None:
+            log.error("%s for call %s: AMI is not configured", type(command).__name__,
+                      command.call_id)
+            return
+        try:
+            if isinstance(command, StartRecording):
+                self.ami.mix_monitor(command.channel, command.file, command.options)
+            elif isinstance(command, StopRecording):
+                self.ami.stop_mix_monitor(command.channel)
+            else:
+                self.ami.mix_monitor_mute(command.channel, command.muted)
+        except AmiError as exc:
+            log.error("%s on %s failed: %s", type(command).__name__, command.channel, exc)
+            if isinstance(command, StartRecording):
+                self._post(RecordingFailed(command.call_id, command.file, str(exc)))
+
+    def live_uniqueids(self) -> set[str] | None:
+        """Uniqueids of every channel Asterisk has now; None when AMI cannot say (down)."""
+        if self.ami is None or not self.ami.connected:
+            return None
+        try:
+            return {info.uniqueid for info in self.ami.core_show_channels()}
+        except AmiError as exc:
+            log.warning("CoreShowChannels failed: %s", exc)
+            return None
 
     # --- FastAGI scripts -------------------------------------------------------------------------
 

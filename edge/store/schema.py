@@ -78,7 +78,50 @@ def _v1_cdrs_and_events(db: Database) -> None:
     db["events"].create_index(["topic", "id"], index_name="idx_events_topic_id")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_cdrs_and_events,)
+def _v2_recordings_customers(db: Database) -> None:
+    """Recordings (one row per WAV leg, its life from MixMonitor to a verified MP3), and the
+    edge's cache of its branch's customers and accounts (ARCHITECTURE.md "Contracts")."""
+    db["recordings"].create(
+        {
+            "file": str,          # the WAV's name in Asterisk's spool dir: <call_id>-<leg>.wav
+            "call_id": str,
+            "leg": int,
+            "channel": str,
+            "agent_id": str,
+            "state": str,         # recording | stopped | done | failed
+            "wav_path": str,
+            "mp3_path": str,
+            "sha256": str,
+            "mp3_bytes": int,
+            "duration_s": float,
+            "decoded_duration_s": float,
+            "header_repaired": int,
+            "error": str,
+            "meta": str,          # JSON: the CDR's facts the MP3 is tagged and filed with
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="file",
+        not_null={"call_id", "state", "created_at", "updated_at"},
+    )
+    db["recordings"].create_index(["state"], index_name="idx_recordings_state")
+    db["recordings"].create_index(["call_id"], index_name="idx_recordings_call_id")
+    db["customers"].create(
+        {"id": str, "name": str, "member_no": str, "owner_agent": str, "region": str,
+         "type": str, "vip": int, "updated_at": float},
+        pk="id",
+    )
+    db["customers"].create_index(["member_no"], index_name="idx_customers_member_no", unique=True)
+    db["customer_numbers"].create({"number": str, "customer_id": str}, pk="number")
+    db["accounts"].create(
+        {"id": str, "customer_id": str, "balance": str, "amount_due": str, "due_date": str,
+         "updated_at": float},
+        pk="id",
+    )
+    db["accounts"].create_index(["customer_id"], index_name="idx_accounts_customer_id")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_cdrs_and_events, _v2_recordings_customers)
 
 
 def schema_version(db: Database) -> int:

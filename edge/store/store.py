@@ -1,4 +1,5 @@
-"""The edge's SQLite store: CDRs, answered-call counts, last agents, Notify history.
+"""The edge's SQLite store: CDRs, answered-call counts, last agents, Notify history, recordings
+(``recording_rows.py``) and the customer cache (``customer_rows.py``).
 
 One ``Store`` per process, opened at start (``Store(config.edge.store)``). SQLite through
 sqlite-utils, in WAL mode so readers (a report, the local web UI) never block the core's writes.
@@ -27,7 +28,9 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from sqlite_utils import Database
 
 from edge.calls import INBOUND
+from edge.store.customer_rows import CustomerRows
 from edge.store.errors import InvalidQuery, InvalidRecord, StoreError, StoreOpenError
+from edge.store.recording_rows import RecordingRows
 from edge.store.records import CDR_FIELDS, RECORDED_AT, column_for, to_record, to_row
 from edge.store.schema import MIGRATIONS, Migration, migrate, schema_version
 
@@ -38,7 +41,7 @@ BUSY_TIMEOUT_S = 5.0
 _RANGE_FILTERS = {"since": ('"started_at" >= ?'), "until": ('"started_at" < ?')}
 
 
-class Store:
+class Store(RecordingRows, CustomerRows):
     """The edge's database. Methods are safe to call from any thread.
 
     Example::

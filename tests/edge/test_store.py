@@ -114,7 +114,8 @@ def test_a_failing_migration_is_rolled_back_and_reported(path):
         db.execute("CREATE TABLE half_done (x INTEGER)")
         raise RuntimeError("disk says no")
 
-    with pytest.raises(MigrationError, match=r"migration 2 \(broken\).*disk says no"):
+    with pytest.raises(MigrationError,
+                       match=rf"migration {len(MIGRATIONS) + 1} \(broken\).*disk says no"):
         Store(path, migrations=(*MIGRATIONS, broken))
     assert raw(path, "SELECT name FROM sqlite_master WHERE name='half_done'") == []
     with Store(path) as reopened:
