@@ -19,6 +19,7 @@ CODE = "code"
 
 class Phase(str, Enum):
     MENU = "menu"                # inbound: the customer-type menu is collecting a digit
+    IVR = "ivr"                  # inbound: in an IVR flow (edge.ivr_calls)
     ROUTING = "routing"          # inbound: being placed (transient inside one event)
     WAITING_FOR_AGENT = "waiting_for_agent"  # inbound: holding for the last agent (sticky)
     QUEUED = "queued"            # inbound: in a group's queue with music on hold
@@ -67,4 +68,5 @@ class Call:
     recording_file: str = ""     # the WAV MixMonitor is writing now ("" = not recording)
     recordings: list[tuple[int, str, str]] = field(default_factory=list)  # (leg, file, agent id)
     recording_muted: bool = False
+    ivr_trace: str = ""          # the IVR steps walked, sensitive digits masked (CDR "ivr")
     period: str = ""             # the group calendar's period at arrival (open, holiday...)

@@ -14,11 +14,11 @@ from edge.calls import CODE, INBOUND, Call
 CDR_FIELDS = (
     "call_id", "direction", "caller", "callee", "trunk", "agent_id", "extension", "group", "rule",
     "region", "flagged", "started_at", "answered_at", "ended_at", "wait_s", "talk_s",
-    "hangup_cause", "hangup_cause_txt", "hung_up_by", "disposition", "code",
+    "hangup_cause", "hangup_cause_txt", "hung_up_by", "disposition", "code", "ivr",
 )
 HUNG_UP_BY = ("caller", "agent", "system")
 DISPOSITIONS = ("answered", "abandoned", "rejected", "overflow", "no_agent", "failed", "completed",
-                "closed")
+                "closed", "self_service", "voicemail")
 
 
 def cdr_record(call: Call, ended_at: float, hung_up_by: str, cause: int,
@@ -50,6 +50,7 @@ def cdr_record(call: Call, ended_at: float, hung_up_by: str, cause: int,
         "hung_up_by": hung_up_by if hung_up_by in HUNG_UP_BY else "system",
         "disposition": call.disposition or _disposition(call, hung_up_by),
         "code": call.code,
+        "ivr": call.ivr_trace,
     }
     return record
 

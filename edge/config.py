@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from edge.config_reader import TableReader, join_path
 from edge.errors import ConfigError
 from edge.hours import PERIOD_KINDS, WorkCalendar, parse_calendars
+from edge.ivr.loader import load_flows
+from edge.ivr.model import Flow
 
 DATA_DIR = Path(__file__).with_name("data")
 EXAMPLE_PATH = DATA_DIR / "edge.example.toml"
@@ -70,6 +72,15 @@ class RecordingSection:
             return "never"
         own = agent.record_inbound if direction == "inbound" else agent.record_outbound
         return own or (self.inbound if direction == "inbound" else self.outbound)
+
+
+@dataclass(frozen=True)
+class IvrSection:
+    """IVR flows (INB-11): YAML/JSON files in ``flows_dir``, checked at load against the prompts
+    in ``prompt_dirs`` (Asterisk's sounds folders), so a missing prompt stops the edge at start,
+    not a caller mid-call."""
+    flows_dir: str = ""
+    prompt_dirs: tuple[str, ...] = ("/var/lib/asterisk/sounds/zh", "/var/lib/asterisk/sounds")
 
 
 @dataclass(frozen=True)
@@ -160,6 +171,8 @@ class RoutingConfig:
     vip: tuple[VipEntry, ...] = ()
     blacklist: tuple[BlacklistEntry, ...] = ()
     prefix_table: str | None = None  # None: the shipped edge/data/prefixes.csv
+    did_flows: Mapping[str, str] = field(default_factory=dict)  # DID -> IVR flow id
+    default_flow: str = ""           # the flow for every other DID ("" = none)
 
 
 @dataclass(frozen=True)
@@ -196,6 +209,8 @@ class EdgeConfig:
     codes: Mapping[str, CodeRule] = field(default_factory=lambda: DEFAULT_CODES)
     recording: RecordingSection = RecordingSection()
     calendars: Mapping[str, WorkCalendar] = field(default_factory=dict)
+    ivr: IvrSection = IvrSection()
+    flows: Mapping[str, Flow] = field(default_factory=dict)
 
     def group(self, name: str) -> GroupConfig:
         return next(g for g in self.groups if g.name == name)
@@ -231,9 +246,11 @@ def parse_config(data: Mapping[str, Any], base_dir: str | Path | None = None) ->
     codes = _read_codes(root.table("codes"))
     recording = _read_recording(root.table("recording"), base_dir)
     calendars = parse_calendars(root.raw("calendars", []), edge.timezone)
+    ivr = _read_ivr(root.table("ivr"), base_dir)
     root.finish()
+    flows = load_flows(ivr.flows_dir, ivr.prompt_dirs) if ivr.flows_dir else {}
     config = EdgeConfig(edge, asterisk, trunks, agents, groups, routing, codes, recording,
-                        MappingProxyType(calendars))
+                        MappingProxyType(calendars), ivr, MappingProxyType(flows))
     _check_references(config)
     return config
 
@@ -281,6 +298,19 @@ def _read_recording(t: TableReader, base_dir: str | Path | None) -> RecordingSec
         quality=t.integer("quality", 5, minimum=0, maximum=9),
         workers=t.integer("workers", 0, minimum=0, maximum=64),
         settle_s=t.number("settle_s", 2.0, minimum=0),
+    )
+    t.finish()
+    return section
+
+
+def _read_ivr(t: TableReader, base_dir: str | Path | None) -> IvrSection:
+    def local(path: str) -> str:
+        return str(Path(base_dir) / path) if base_dir is not None and not Path(path).is_absolute() else path
+
+    flows_dir = t.text("flows_dir", "")
+    section = IvrSection(
+        flows_dir=local(flows_dir) if flows_dir else "",
+        prompt_dirs=tuple(local(p) for p in t.text_list("prompt_dirs", IvrSection.prompt_dirs)),
     )
     t.finish()
     return section
@@ -370,6 +400,8 @@ def _read_routing(t: TableReader, groups: tuple[GroupConfig, ...],
         blacklist=t.each("blacklist", lambda b: BlacklistEntry(
             b.phone("number"), b.text("action", choices=("reject", "flag")))),
         prefix_table=prefix_table,
+        did_flows=MappingProxyType(t.text_map("did_flows")),
+        default_flow=t.text("default_flow", ""),
     )
     t.finish()
     return routing
@@ -437,6 +469,14 @@ def _check_references(config: EdgeConfig) -> None:
             raise ConfigError(f"groups[{i}].calendar", f"unknown calendar {group.calendar!r}")
         if group.overflow_group is not None:
             _need_group(group_names, group.overflow_group, f"groups[{i}].overflow")
+    for did, flow in {**routing.did_flows, "": routing.default_flow}.items():
+        where = f"routing.did_flows.{did}" if did else "routing.default_flow"
+        if flow and flow not in config.flows:
+            raise ConfigError(where, f"unknown IVR flow {flow!r} (flows: "
+                                     f"{', '.join(sorted(config.flows)) or 'none loaded'})")
+    for flow in config.flows.values():
+        for queue in sorted(flow.queues()):
+            _need_group(group_names, queue, f"ivr flow {flow.id} (v{flow.version})")
     _check_overflow_loops(config.groups)
 
 

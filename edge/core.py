@@ -20,14 +20,15 @@ from zoneinfo import ZoneInfo
 
 from edge.agents import AgentState
 from edge.call_recording import CallRecording
-from edge.calls import INBOUND, Call
+from edge.calls import INBOUND, Call, Phase
 from edge.clock import Clock
 from edge.commands import Command
 from edge.config import EdgeConfig
 from edge.desk import DeskFlow
 from edge.events import (AgentAnswered, AgentLogin, AgentLogout, AgentSetAway, AgentSetBusy,
                          CallHungUp, CallOffered, ChannelsSnapshot, CommandDone, Event,
-                         ExtensionDialled, LinkChanged, RecordingFailed, RecordingToggle, Tick)
+                         ExtensionDialled, LinkChanged, LookupDone, RecordingFailed,
+                         RecordingToggle, Tick)
 from edge.inbound import InboundFlow
 from edge.regions import RegionResolver
 from edge.switchboard import Switchboard
@@ -120,6 +121,7 @@ class Core:
             Tick: self._tick,
             LinkChanged: self._link_changed,
             RecordingToggle: self.recording.toggle,
+            LookupDone: self.inbound.ivr.lookup_done,
             RecordingFailed: self.recording.failed,
             ChannelsSnapshot: self._channels_snapshot,
         }
@@ -162,6 +164,8 @@ class Core:
             return
         if call.direction != INBOUND:
             self.desk.action_done(call, event)
+        elif call.phase is Phase.IVR:
+            self.inbound.ivr.command_done(call, event)
         elif event.command == "Collect":
             self.inbound.collected(call, event)
         elif event.command == "RingAgent":

@@ -40,6 +40,7 @@ from edge.calls import INBOUND, Call, Phase
 from edge.commands import Answer, Collect, Hangup, HoldMusic, Play, RingAgent
 from edge.events import AgentAnswered, CallOffered, CommandDone
 from edge.hours import BREAK, CLOSED, HOLIDAY, OPEN
+from edge.ivr_calls import IvrCalls
 from edge.numbers import national_number
 from edge.queueing import VIP_PRIORITY
 from edge.switchboard import Switchboard
@@ -57,6 +58,7 @@ class InboundFlow:
     def __init__(self, sb: Switchboard, recording: CallRecording) -> None:
         self.sb = sb
         self.recording = recording
+        self.ivr = IvrCalls(sb, recording, self.place, self.voicemail)
         self._trunk_numbers = {t.channel: t.number for t in sb.config.trunks if t.number}
         sb.on_agent_idle = self.agent_idle
 
@@ -84,13 +86,17 @@ class InboundFlow:
             sb.notify("call.flagged", call_id=call.call_id, caller=call.caller, reason="blacklist")
         sb.emit(Answer(call.call_id))
         call.group, call.group_rule = sb.acd.group_for(did, call.region)
-        if not self._within_hours(call):
+        flow = self.ivr.flow_for(did)
+        if not self._within_hours(call, flow_decides=flow is not None):
             return
         owner = sb.acd.vip_owner(number)
         if owner is not None:
             call.vip_owner, call.priority = owner.id, VIP_PRIORITY
             call.group, call.group_rule = sb.acd.vip_group(owner), "vip"
             self.place(call)
+            return
+        if flow is not None:
+            self.ivr.start(call, flow)
             return
         menu = sb.acd.menu_for(did, call.group)
         if menu is not None:
@@ -99,16 +105,19 @@ class InboundFlow:
             return
         self.place(call)
 
-    def _within_hours(self, call: Call) -> bool:
+    def _within_hours(self, call: Call, flow_decides: bool = False) -> bool:
         """INB-7: the group's calendar picks the welcome prompt; outside "open" (a break, after
         hours, a public holiday — 调休 make-up days count as working days) the caller hears the
-        period's prompt and the call ends with disposition ``closed``."""
+        period's prompt and the call ends with disposition ``closed``. An IVR flow that answers
+        the call branches on the period itself (``on: period``)."""
         sb = self.sb
         group = sb.groups[call.group]
         if not group.calendar:
             return True
         period = sb.config.calendars[group.calendar].period_at(sb.clock.now())
         call.period = period.kind
+        if flow_decides:
+            return True
         if period.kind == OPEN:
             if group.welcome.get(OPEN):
                 sb.emit(Play(call.call_id, group.welcome[OPEN]))
@@ -222,6 +231,15 @@ class InboundFlow:
         sb.emit(Play(call.call_id, OVERFLOW_PROMPTS[action]),
                 Hangup(call.call_id, reason=f"overflow:{action}"))
         sb.close(call, "system")
+
+    def voicemail(self, call: Call, box: str) -> None:
+        """An IVR flow sent the caller to voicemail. Taking the message (INB-13) is not built
+        yet: the caller hears the voicemail prompt and the call ends as ``voicemail``."""
+        self.sb.notify("call.voicemail", call_id=call.call_id, caller=call.caller, box=box)
+        call.disposition = "voicemail"
+        self.sb.emit(Play(call.call_id, OVERFLOW_PROMPTS["voicemail"]),
+                     Hangup(call.call_id, reason=f"voicemail:{box}"))
+        self.sb.close(call, "system")
 
     # --- agents ------------------------------------------------------------------------------
 

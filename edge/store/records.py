@@ -50,6 +50,7 @@ CDR_FIELDS: tuple[CdrField, ...] = (
     _f("hung_up_by", str),
     _f("disposition", str),
     _f("code", str),
+    _f("ivr", str),
 )
 
 BY_KEY: Mapping[str, CdrField] = MappingProxyType({f.key: f for f in CDR_FIELDS})

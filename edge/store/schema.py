@@ -119,6 +119,8 @@ def _v2_recordings_customers(db: Database) -> None:
         pk="id",
     )
     db["accounts"].create_index(["customer_id"], index_name="idx_accounts_customer_id")
+    # the IVR steps a call walked, sensitive digits already masked by the core
+    db["cdrs"].add_column("ivr", str)
 
 
 MIGRATIONS: tuple[Migration, ...] = (_v1_cdrs_and_events, _v2_recordings_customers)
