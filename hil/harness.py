@@ -5,6 +5,8 @@ A scenario may carry two keys the simulator does not read:
 
 ``edge``  top-level config tables (``agents``, ``groups``, ``routing``, ``trunks``, ``codes``) that
           replace those of ``hil/scenarios/edge-base.toml`` for this run.
+``customers``  rows for the edge's customer cache before the call, e.g. ``- {id: k1, name: 王五,
+          member_no: "12345678", numbers: ["13800138000"], accounts: [{id: acc1, balance: "1234.56"}]}``.
 ``clock``  the edge's virtual start time (ISO 8601 with offset), e.g. a public holiday.
 ``cdrs``  expectations on the CDRs the edge wrote, e.g.
           ``- {call: c1, agent_id: a8001, rule: least_calls, disposition: answered}``; ``call``
@@ -54,6 +56,8 @@ def edge_config(overrides: dict[str, Any] | None, *, store: Path, ami_port: int,
     data["edge"].update(store=str(store), time_scale=time_scale)
     data.setdefault("recording", {}).update(spool_dir=str(store.parent / "spool"),
                                             root=str(store.parent / "recordings"))
+    if "ivr" in data:  # the box's sounds folder holds exactly the prompts the simulated PBX has
+        data["ivr"].setdefault("prompt_dirs", [str(store.parent / "sounds")])
     data["asterisk"].update(ami_host="127.0.0.1", ami_port=ami_port, fastagi_port=agi_port,
                             fastagi_host="127.0.0.1")
     return parse_config(data, base_dir=BASE_CONFIG.parent)
@@ -92,11 +96,15 @@ def run_with_edge(source: str | Path | dict[str, Any], workdir: Path,
     scale = max(float(data.get("time_scale") or 0.01), MIN_TIME_SCALE)
     ami_port, agi_port = free_port(), free_port()
     overrides = {**(data.get("edge") or {}), **(config_overrides or {})}
+    _install_prompts(data.get("prompts") or {}, workdir / "sounds")
     config = edge_config(overrides, store=workdir / "edge.sqlite3", ami_port=ami_port,
                          agi_port=agi_port, time_scale=scale)
     start = data.get("clock")
     clock = ScaledClock(scale, _epoch(start)) if start else None
     runtime = EdgeRuntime(config, clock=clock)
+    for row in data.get("customers") or []:
+        row = dict(row)
+        runtime.store.upsert_customer(row, row.pop("numbers", ()), row.pop("accounts", ()))
     started: list[EdgeRuntime] = []
 
     def start_edge(_sim: PbxSimulator) -> None:
@@ -114,6 +122,25 @@ def run_with_edge(source: str | Path | dict[str, Any], workdir: Path,
     finally:
         if started:
             runtime.stop()
+
+
+def _install_prompts(prompts: dict[str, Any], folder: Path) -> None:
+    """A sounds folder like the box's: one short silent WAV per prompt the PBX can play, so the
+    edge's flow loader finds what the simulated Asterisk will play."""
+    header = _silent_wav(800)
+    for name in prompts:
+        path = folder / f"{name}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(header)
+
+
+def _silent_wav(samples: int) -> bytes:
+    data = bytes(2 * samples)
+    return (b"RIFF" + (36 + len(data)).to_bytes(4, "little") + b"WAVEfmt "
+            + (16).to_bytes(4, "little") + (1).to_bytes(2, "little") + (1).to_bytes(2, "little")
+            + (8000).to_bytes(4, "little") + (16000).to_bytes(4, "little")
+            + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+            + b"data" + len(data).to_bytes(4, "little") + data)
 
 
 def _epoch(value: Any) -> float:
