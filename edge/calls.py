@@ -20,6 +20,7 @@ CODE = "code"
 class Phase(str, Enum):
     MENU = "menu"                # inbound: the customer-type menu is collecting a digit
     IVR = "ivr"                  # inbound: in an IVR flow (edge.ivr_calls)
+    RATING = "rating"            # inbound: the agent hung up; the caller rates the call
     ROUTING = "routing"          # inbound: being placed (transient inside one event)
     WAITING_FOR_AGENT = "waiting_for_agent"  # inbound: holding for the last agent (sticky)
     QUEUED = "queued"            # inbound: in a group's queue with music on hold
@@ -69,4 +70,5 @@ class Call:
     recordings: list[tuple[int, str, str]] = field(default_factory=list)  # (leg, file, agent id)
     recording_muted: bool = False
     ivr_trace: str = ""          # the IVR steps walked, sensitive digits masked (CDR "ivr")
+    rating: str = ""             # the caller's 1/2/3 after the agent hung up (INB-12)
     period: str = ""             # the group calendar's period at arrival (open, holiday...)

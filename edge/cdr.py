@@ -15,6 +15,7 @@ CDR_FIELDS = (
     "call_id", "direction", "caller", "callee", "trunk", "agent_id", "extension", "group", "rule",
     "region", "flagged", "started_at", "answered_at", "ended_at", "wait_s", "talk_s",
     "hangup_cause", "hangup_cause_txt", "hung_up_by", "disposition", "code", "ivr",
+    "rating",
 )
 HUNG_UP_BY = ("caller", "agent", "system")
 DISPOSITIONS = ("answered", "abandoned", "rejected", "overflow", "no_agent", "failed", "completed",
@@ -51,6 +52,7 @@ def cdr_record(call: Call, ended_at: float, hung_up_by: str, cause: int,
         "disposition": call.disposition or _disposition(call, hung_up_by),
         "code": call.code,
         "ivr": call.ivr_trace,
+        "rating": call.rating,
     }
     return record
 

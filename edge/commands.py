@@ -153,6 +153,21 @@ class Lookup(Command):
 
 
 @dataclass(frozen=True)
+class CreateTask(Command):
+    """Put a follow-up on someone's list (a bad rating's 差评回访 for the team lead, a callback).
+
+    ``key`` makes it idempotent (``bad_rating:<call_id>``): the same task is never created twice.
+    """
+    key: str
+    kind: str
+    assignee: str = ""
+    group: str = ""
+    call_id: str = ""
+    number: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class WriteCdr(Command):
     """Persist one call detail record; ``record`` holds the columns of the store's ``cdrs`` table."""
     record: dict[str, Any] = field(default_factory=dict)

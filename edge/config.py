@@ -75,6 +75,19 @@ class RecordingSection:
 
 
 @dataclass(frozen=True)
+class RatingSection:
+    """Satisfaction rating (INB-12): after the agent hangs up, the caller hears ``prompt`` and
+    keys a score; a score in ``bad`` puts a callback task on the team lead's list."""
+    enabled: bool = False
+    prompt: str = "cc/rate-call"
+    thanks_prompt: str = "cc/rate-thanks"
+    timeout_s: float = 8.0
+    scores: Mapping[str, str] = field(default_factory=lambda: MappingProxyType(
+        {"1": "satisfied", "2": "neutral", "3": "unsatisfied"}))
+    bad: tuple[str, ...] = ("3",)
+
+
+@dataclass(frozen=True)
 class IvrSection:
     """IVR flows (INB-11): YAML/JSON files in ``flows_dir``, checked at load against the prompts
     in ``prompt_dirs`` (Asterisk's sounds folders), so a missing prompt stops the edge at start,
@@ -210,6 +223,7 @@ class EdgeConfig:
     recording: RecordingSection = RecordingSection()
     calendars: Mapping[str, WorkCalendar] = field(default_factory=dict)
     ivr: IvrSection = IvrSection()
+    rating: RatingSection = RatingSection()
     flows: Mapping[str, Flow] = field(default_factory=dict)
 
     def group(self, name: str) -> GroupConfig:
@@ -247,10 +261,12 @@ def parse_config(data: Mapping[str, Any], base_dir: str | Path | None = None) ->
     recording = _read_recording(root.table("recording"), base_dir)
     calendars = parse_calendars(root.raw("calendars", []), edge.timezone)
     ivr = _read_ivr(root.table("ivr"), base_dir)
+    rating = _read_rating(root.table("rating"))
     root.finish()
     flows = load_flows(ivr.flows_dir, ivr.prompt_dirs) if ivr.flows_dir else {}
-    config = EdgeConfig(edge, asterisk, trunks, agents, groups, routing, codes, recording,
-                        MappingProxyType(calendars), ivr, MappingProxyType(flows))
+    config = EdgeConfig(edge, asterisk, trunks, agents, groups, routing, codes,
+                        recording=recording, calendars=MappingProxyType(calendars), ivr=ivr,
+                        flows=MappingProxyType(flows), rating=rating)
     _check_references(config)
     return config
 
@@ -298,6 +314,27 @@ def _read_recording(t: TableReader, base_dir: str | Path | None) -> RecordingSec
         quality=t.integer("quality", 5, minimum=0, maximum=9),
         workers=t.integer("workers", 0, minimum=0, maximum=64),
         settle_s=t.number("settle_s", 2.0, minimum=0),
+    )
+    t.finish()
+    return section
+
+
+def _read_rating(t: TableReader) -> RatingSection:
+    scores = t.text_map("scores") or dict(RatingSection().scores)
+    for key in scores:
+        if not (key.isdigit() and len(key) == 1):
+            raise ConfigError(join_path(t.at("scores"), key), "a score key must be one digit")
+    bad = t.text_list("bad", ("3",))
+    for i, key in enumerate(bad):
+        if key not in scores:
+            raise ConfigError(f"{t.at('bad')}[{i}]", f"{key!r} is not one of the scores")
+    section = RatingSection(
+        enabled=t.flag("enabled", False),
+        prompt=t.text("prompt", "cc/rate-call"),
+        thanks_prompt=t.text("thanks_prompt", "cc/rate-thanks"),
+        timeout_s=t.number("timeout_s", 8.0, positive=True),
+        scores=MappingProxyType(scores),
+        bad=bad,
     )
     t.finish()
     return section

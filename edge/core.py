@@ -166,6 +166,9 @@ class Core:
             self.desk.action_done(call, event)
         elif call.phase is Phase.IVR:
             self.inbound.ivr.command_done(call, event)
+        elif call.phase is Phase.RATING:
+            if event.command == "Collect":
+                self.inbound.rating.collected(call, event)
         elif event.command == "Collect":
             self.inbound.collected(call, event)
         elif event.command == "RingAgent":

@@ -41,6 +41,7 @@ from edge.commands import Answer, Collect, Hangup, HoldMusic, Play, RingAgent
 from edge.events import AgentAnswered, CallOffered, CommandDone
 from edge.hours import BREAK, CLOSED, HOLIDAY, OPEN
 from edge.ivr_calls import IvrCalls
+from edge.rating import Rating
 from edge.numbers import national_number
 from edge.queueing import VIP_PRIORITY
 from edge.switchboard import Switchboard
@@ -59,6 +60,7 @@ class InboundFlow:
         self.sb = sb
         self.recording = recording
         self.ivr = IvrCalls(sb, recording, self.place, self.voicemail)
+        self.rating = Rating(sb)
         self._trunk_numbers = {t.channel: t.number for t in sb.config.trunks if t.number}
         sb.on_agent_idle = self.agent_idle
 
@@ -311,6 +313,8 @@ class InboundFlow:
             call.reported_talk_s = event.talk_s or None
             if event.caller_gone:
                 return  # the CallHungUp right behind this ends the call as the caller's
+            if self.rating.offer(call):
+                return
             sb.emit(Hangup(call.call_id, reason="agent hung up"))
             sb.close(call, "agent")
             return

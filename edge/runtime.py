@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Callable, Iterable
 from zoneinfo import ZoneInfo
 
-from edge.commands import Command, EncodeRecording, Lookup, Notify, StartRecording, WriteCdr
+from edge.commands import (Command, CreateTask, EncodeRecording, Lookup, Notify, StartRecording,
+                           WriteCdr)
 from edge.config import EdgeConfig
 from edge.core import Core
 from edge.events import Event, LookupDone, Tick
@@ -172,6 +173,9 @@ class EdgeRuntime:
             if isinstance(command, Lookup):
                 self.events.put(self._lookup(command))
                 continue
+            if isinstance(command, CreateTask):
+                self._create_task(command)
+                continue
             if not isinstance(command, (WriteCdr, Notify)):
                 to_driver.append(command)
                 continue
@@ -191,6 +195,14 @@ class EdgeRuntime:
                 self.recordings.call_over(command)
         except StoreError:
             log.exception("store rejected %r; the recovery scan will find the WAV", command)
+
+    def _create_task(self, command: CreateTask) -> None:
+        try:
+            self.store.create_task(command.key, command.kind, assignee=command.assignee,
+                                   group=command.group, call_id=command.call_id,
+                                   number=command.number, data=command.data)
+        except StoreError:
+            log.exception("store rejected task %s; kept in the log: %r", command.key, command)
 
     def _lookup(self, command: Lookup) -> LookupDone:
         """The IVR's question to the customer cache; a store failure answers "not found"."""

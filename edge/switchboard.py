@@ -155,6 +155,7 @@ class Switchboard:
         """Every agent this call holds goes free; one who talked wraps up first."""
         for agent in (self.board.agents.get(call.agent_id),
                       self.board.by_extension.get(call.target_extension)):
-            if agent is not None and agent.call_id == call.call_id:
+            if agent is not None and agent.call_id == call.call_id \
+                    and agent.activity is not Activity.WRAP_UP:  # released already (rating)
                 self.release(agent, call, wrap_up=agent.activity is Activity.TALKING
                              and call.direction == "inbound")

@@ -14,7 +14,8 @@ What comes from pyst2 0.5.1 and what does not:
   re-opened; ``login`` has no ``Events`` field. ``session.py`` does all of that instead, on
   ``codec.py``'s parser.
 * **Added** (pyst2 has no builder): ``Getvar``, ``Setvar``, ``CoreShowChannels``, Originate's
-  ``OriginateResponse`` outcome, ChanSpy.
+  ``OriginateResponse`` outcome, ChanSpy, ``MixMonitor`` / ``StopMixMonitor`` /
+  ``MixMonitorMute`` (call recording, fixture ami-22).
 
 Async Originate is always accepted (``Originate successfully queued``) even when it cannot work;
 only the ``OriginateResponse`` event carrying the same ActionID says what happened, so
@@ -37,6 +38,7 @@ from drivers.asterisk.session import AmiResult, AmiSession, AmiSettings, EventCa
 log = logging.getLogger(__name__)
 
 SPY_OPTIONS: Mapping[str, str] = {"listen": "q", "whisper": "qw", "barge": "qB"}
+MUTE_DIRECTIONS = ("read", "write", "both")
 
 
 class _ActionBuilder(Manager):
@@ -246,6 +248,25 @@ class AmiClient:
     def command(self, cli: str) -> list[str]:
         """A CLI command; its ``Output:`` lines. An unknown command raises with its output."""
         return list(self._send(self._build.command(cli)).response.get_all("Output"))
+
+    def mix_monitor(self, channel: str, file: str, options: str = "b") -> None:
+        """Record ``channel`` to ``file`` (a relative name lands in Asterisk's monitor directory;
+        the ``MIXMONITOR_FILENAME`` VarSet that follows names the absolute path). ``b``: only
+        while the channel is bridged. Raises ``AmiActionError`` (``No such channel``...)."""
+        self._send({"Action": "MixMonitor", "Channel": channel, "File": file, "Options": options})
+
+    def stop_mix_monitor(self, channel: str) -> None:
+        """Stop ``channel``'s recording; Asterisk closes the file (its WAV header gets its sizes)
+        before it answers. ``Could not stop monitoring channel`` when nothing records there."""
+        self._send({"Action": "StopMixMonitor", "Channel": channel})
+
+    def mix_monitor_mute(self, channel: str, muted: bool, direction: str = "both") -> None:
+        """Mute or unmute ``channel``'s recording: ``read`` (what the channel says), ``write``
+        (what it hears) or ``both``; muted audio is written as silence."""
+        if direction not in MUTE_DIRECTIONS:
+            raise ValueError(f"direction must be one of {MUTE_DIRECTIONS}, not {direction!r}")
+        self._send({"Action": "MixMonitorMute", "Channel": channel, "Direction": direction,
+                    "State": "1" if muted else "0"})
 
     # --- helpers ---------------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ CDR_FIELDS: tuple[CdrField, ...] = (
     _f("disposition", str),
     _f("code", str),
     _f("ivr", str),
+    _f("rating", str),
 )
 
 BY_KEY: Mapping[str, CdrField] = MappingProxyType({f.key: f for f in CDR_FIELDS})

@@ -121,6 +121,16 @@ def _v2_recordings_customers(db: Database) -> None:
     db["accounts"].create_index(["customer_id"], index_name="idx_accounts_customer_id")
     # the IVR steps a call walked, sensitive digits already masked by the core
     db["cdrs"].add_column("ivr", str)
+    db["cdrs"].add_column("rating", str)      # the caller's score after the agent hung up
+    # follow-ups for people: a bad rating's callback for the team lead, busy callbacks
+    db["tasks"].create(
+        {"key": str, "kind": str, "state": str, "assignee": str, "queue_group": str,
+         "call_id": str, "number": str, "data": str, "result": str, "attempts": int,
+         "created_at": float, "updated_at": float},
+        pk="key", not_null={"kind", "state", "created_at", "updated_at"},
+        defaults={"attempts": 0},
+    )
+    db["tasks"].create_index(["state", "kind"], index_name="idx_tasks_state_kind")
 
 
 MIGRATIONS: tuple[Migration, ...] = (_v1_cdrs_and_events, _v2_recordings_customers)

@@ -31,6 +31,7 @@ from edge.calls import INBOUND
 from edge.store.customer_rows import CustomerRows
 from edge.store.errors import InvalidQuery, InvalidRecord, StoreError, StoreOpenError
 from edge.store.recording_rows import RecordingRows
+from edge.store.task_rows import TaskRows
 from edge.store.records import CDR_FIELDS, RECORDED_AT, column_for, to_record, to_row
 from edge.store.schema import MIGRATIONS, Migration, migrate, schema_version
 
@@ -41,7 +42,7 @@ BUSY_TIMEOUT_S = 5.0
 _RANGE_FILTERS = {"since": ('"started_at" >= ?'), "until": ('"started_at" < ?')}
 
 
-class Store(RecordingRows, CustomerRows):
+class Store(RecordingRows, CustomerRows, TaskRows):
     """The edge's database. Methods are safe to call from any thread.
 
     Example::

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 from drivers.asterisk.codec import AmiMessage
 from hil.pbx.ami_events import EventBuilder, Headers, ping_timestamp
+from hil.pbx.mixmonitor import parse_options
 from hil.pbx.originate import originate
 from hil.pbx.redirect import redirect
 
@@ -252,28 +253,71 @@ def _originate(session: "AmiSession", msg: AmiMessage) -> None:
         session.send([response(msg, "Error", "Originate failed")])
 
 
+# --- recordings (apps/app_mixmonitor.c; the work is in mixmonitor.py) ---------------------------
 def _mixmonitor(session: "AmiSession", msg: AmiMessage) -> None:
+    """derived from source: manager_mixmonitor ("No channel specified", "No such channel",
+    "Could not start monitoring channel"; ``MixMonitorID`` only with option ``i(VAR)``).
+    Fixture ami-22: Success with no Message; VarSet and MixMonitorStart follow it."""
     pbx = session.server.pbx
+    name = msg.get("Channel") or ""
+    if not name:
+        return error(session, msg, "No channel specified")
     with pbx.lock:
-        ch = pbx.registry.find(msg.get("Channel", ""))
+        ch = pbx.registry.find(name)
         if ch is None:
             return error(session, msg, "No such channel")
+        options = msg.get("Options") or ""
+        mixmonitor_id = pbx.mixmonitors.start(ch, msg.get("File") or "", options)
+        if mixmonitor_id is None:
+            return error(session, msg, "Could not start monitoring channel")
+        extra = [("MixMonitorID", mixmonitor_id)] if parse_options(options).get("i") else []
+        session.send([response(msg, extra=extra)])
+
+
+def _stop_mixmonitor(session: "AmiSession", msg: AmiMessage) -> None:
+    """derived from source: manager_stop_mixmonitor ("Could not stop monitoring channel" when
+    the channel records nothing, or not under that ``MixMonitorID``)."""
+    pbx = session.server.pbx
+    name = msg.get("Channel") or ""
+    if not name:
+        return error(session, msg, "No channel specified")
+    with pbx.lock:
+        ch = pbx.registry.find(name)
+        if ch is None:
+            return error(session, msg, "No such channel")
+        if not pbx.mixmonitors.stop(ch, msg.get("MixMonitorID") or ""):
+            return error(session, msg, "Could not stop monitoring channel")
         session.send([response(msg)])
-        start = msg.get("Action", "").lower() == "mixmonitor"
-        if start:
-            path = msg.get("File", "") or f"{ch.uniqueid}.wav"
-            path = path if path.startswith("/") else f"/var/spool/asterisk/monitor/{path}"
-            pbx.set_var(ch, "MIXMONITOR_FILENAME", path)
-        body = pbx.events.chan(ch)
-        pbx.emit([("Event", "MixMonitorStart" if start else "MixMonitorStop"), ("Privilege", "call,all")] + body)
-        pbx.record("mixmonitor", call=ch.call, channel=ch.name, on=start)
+
+
+def _mixmonitor_mute(session: "AmiSession", msg: AmiMessage) -> None:
+    """derived from source: manager_mute_mixmonitor, its checks in its order; the
+    MixMonitorMute event (Direction as sent, State 1/0) is documented since 16.17/18.3."""
+    pbx = session.server.pbx
+    direction, name, state = msg.get("Direction") or "", msg.get("Channel") or "", msg.get("State") or ""
+    if not direction:
+        return error(session, msg, "No direction specified. Must be read, write or both")
+    if direction.lower() not in ("read", "write", "both"):
+        return error(session, msg, "Invalid direction specified. Must be read, write or both")
+    if not name:
+        return error(session, msg, "No channel specified")
+    if not state:
+        return error(session, msg, "No state specified")
+    with pbx.lock:
+        ch = pbx.registry.find(name)
+        if ch is None:
+            return error(session, msg, "No such channel")
+        if pbx.mixmonitors.mute(ch, direction, state, msg.get("MixMonitorID") or "") < 0:
+            return error(session, msg, "Cannot set mute flag")
+        session.send([response(msg)])
 
 
 ACTIONS: dict[str, Callable[["AmiSession", AmiMessage], None]] = {
     "login": _login, "logoff": _logoff, "ping": _ping, "events": _events, "command": _command,
     "coreshowchannels": _core_show_channels, "status": _status, "hangup": _hangup,
     "redirect": _redirect, "getvar": _getvar, "setvar": _setvar, "originate": _originate,
-    "mixmonitor": _mixmonitor, "stopmixmonitor": _mixmonitor,
+    "mixmonitor": _mixmonitor, "stopmixmonitor": _stop_mixmonitor,
+    "mixmonitormute": _mixmonitor_mute,
 }
 
 

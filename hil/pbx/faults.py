@@ -14,6 +14,9 @@ kind                   effect
 ``agi_reset``          the FastAGI socket of ``call`` (every call if none) is reset (RST,
                        SO_LINGER 0) after ``after_commands`` commands, or at ``at_ms``
 ``agi_slow``           every AGI reply (of ``call``, or of every call) is delayed by ``delay_ms``
+``mixmonitor_crash``   at ``at_ms`` every open recording stops as if Asterisk died: the audio
+                       written so far stays, the WAV header's sizes stay 0 (never fixed); calls
+                       go on
 =====================  =========================================================================
 """
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 from hil.pbx.errors import ScriptError
 
-KINDS = ("ami_disconnect", "ami_malformed", "ami_slow", "agi_reset", "agi_slow")
+KINDS = ("ami_disconnect", "ami_malformed", "ami_slow", "agi_reset", "agi_slow", "mixmonitor_crash")
 MALFORMED_VARIANTS = ("garbage", "no_colon", "chanvariable", "non_utf8", "split")
 
 

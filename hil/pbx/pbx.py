@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from hil.pbx.ami_events import EventBuilder, Headers
 from hil.pbx.audio import AudioModel
 from hil.pbx.channels import DOWN, RINGING, UP, Bridge, Channel, Registry
+from hil.pbx.mixmonitor import MixMonitors
 from hil.pbx.records import Recorder
 from hil.pbx.scripts import E1, World
 from hil.pbx.timebase import Scheduler, TimeBase, Timer
@@ -29,7 +31,8 @@ PHONE_CONTEXT = "from-phones"
 class Pbx:
     def __init__(self, world: World, *, time_scale: float = 1.0,
                  channelvars: tuple[str, ...] = ("ACC_TAG", "CUSTOMER_ID"),
-                 agi_host: str = "127.0.0.1", agi_port: int = 4573) -> None:
+                 agi_host: str = "127.0.0.1", agi_port: int = 4573,
+                 spool_dir: str | Path | None = None, witness_dir: str | Path | None = None) -> None:
         self.world = world
         self.timebase = TimeBase(time_scale)
         self.scheduler = Scheduler(self.timebase)
@@ -54,6 +57,7 @@ class Pbx:
         self.agi_reset_after: dict[str | None, int] = {}  # call id -> commands before an RST
         self.pending_scripts = 0                  # scripted arrivals / dials not yet started
         self.stopped = threading.Event()
+        self.mixmonitors = MixMonitors(self, spool_dir, witness_dir)
 
     # --- infrastructure ----------------------------------------------------------------------
     def emit(self, headers: Headers) -> None:
@@ -63,6 +67,7 @@ class Pbx:
 
     def changed(self) -> None:
         with self.cond:
+            self.mixmonitors.on_change()  # bridge entered or left, channel gone: the files follow
             self.cond.notify_all()
         self.recorder.poke()
 

@@ -28,7 +28,11 @@ Kinds (``Record.kind``) and their data keys:
 ``redirected``     call, channel, context, exten
 ``analog_line``    call, channel, far_end (what the unsupervised line really met)
 ``recorded``       call, channel, file (RECORD FILE)
-``mixmonitor``     call, channel, on
+``mixmonitor``     call, channel, on, file (MixMonitor / StopMixMonitor)
+``recording``      call, channel, file, witness (copy kept, or None), start_ms, stop_ms, muted
+                   (``MuteSpan`` list), samples (8 kHz), ended (``stopped``/``hangup``/``shutdown``)
+``recording_crashed``
+                   call, channel, file, start_ms, stop_ms, samples (the header's sizes left 0)
 =================  ===============================================================================
 """
 from __future__ import annotations

@@ -8,16 +8,21 @@ It serves AMI on TCP and opens FastAGI sessions to the edge, like the real box::
     with sim:
         sim.wait_record("bridged", timeout=5, call="c1")
         assert not sim.ever_heard("customer of c1", "phone 8009")
+
+Recordings (AMI ``MixMonitor``) are real WAV files in ``spool_dir`` (Asterisk's monitor directory;
+a temporary one by default); a copy of each finished one goes to ``witness_dir`` when given.
 """
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Callable
 
 from hil.pbx.ami_server import AmiServer
 from hil.pbx.audio import AudioSpan
 from hil.pbx.channels import Channel
 from hil.pbx.faults import Fault, malformed_ami, parse_faults
+from hil.pbx.mixmonitor import RecordingInfo
 from hil.pbx.pbx import Pbx
 from hil.pbx.phones import start_phone
 from hil.pbx.records import Record
@@ -32,12 +37,13 @@ class PbxSimulator:
     def __init__(self, world: World | dict[str, Any] | None = None, *, edge_host: str = "127.0.0.1",
                  agi_port: int = 4573, ami_host: str = "127.0.0.1", ami_port: int = 0,
                  time_scale: float = 1.0, ami_users: dict[str, str] | None = None,
-                 channelvars: tuple[str, ...] = ("ACC_TAG", "CUSTOMER_ID")) -> None:
+                 channelvars: tuple[str, ...] = ("ACC_TAG", "CUSTOMER_ID"),
+                 spool_dir: str | Path | None = None, witness_dir: str | Path | None = None) -> None:
         if isinstance(world, dict):
             world = World.from_dict(world)
         self.world = world or World()
         self.pbx = Pbx(self.world, time_scale=time_scale, channelvars=channelvars,
-                       agi_host=edge_host, agi_port=agi_port)
+                       agi_host=edge_host, agi_port=agi_port, spool_dir=spool_dir, witness_dir=witness_dir)
         self.ami = AmiServer(self.pbx, ami_host, ami_port, ami_users)
         self.recorder = self.pbx.recorder
         self.running = False
@@ -69,6 +75,8 @@ class PbxSimulator:
         self.pbx.stopped.set()
         self.pbx.changed()
         self.pbx.scheduler.stop()
+        with self.pbx.lock:
+            self.pbx.mixmonitors.shutdown()  # like a clean "core stop": open recordings are closed
         self.ami.stop()
         with self.pbx.lock:
             sessions = list(self.pbx.agi_sessions.values())
@@ -88,6 +96,15 @@ class PbxSimulator:
     @property
     def time_scale(self) -> float:
         return self.pbx.timebase.time_scale
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where relative MixMonitor file names land (Asterisk's ``/var/spool/asterisk/monitor``)."""
+        return self.pbx.mixmonitors.spool_dir
+
+    @property
+    def witness_dir(self) -> Path | None:
+        return self.pbx.mixmonitors.witness_dir
 
     # --- the world ---------------------------------------------------------------------------
     def add_phone(self, extension: str | PhoneScript, **spec: Any) -> PhoneScript:
@@ -165,6 +182,9 @@ class PbxSimulator:
                             if fault.call is None or s.channel.call == fault.call]
             for session in sessions:
                 session.reset()
+        elif fault.kind == "mixmonitor_crash":
+            crashed = self.crash_recordings()
+            pbx.record("fault", what="mixmonitor_crash", details=f"{len(crashed)} recording(s)")
 
     # --- test drivers ------------------------------------------------------------------------
     def hang_up(self, who: str, cause: int = 16, by: str = "caller") -> int:
@@ -175,6 +195,12 @@ class PbxSimulator:
             for ch in [c for c in self.pbx.registry.live.values() if c.name in names]:
                 count += self.pbx.hangup(ch, self.pbx.trunk_cause(ch, cause) if ch.tech == "DAHDI" else cause, by=by)
         return count
+
+    def crash_recordings(self) -> list[RecordingInfo]:
+        """Asterisk dies mid-recording: every open recording stops where its last write left it,
+        the WAV sizes stay 0 as written at open, no witness is kept (``recording_crashed``)."""
+        with self.pbx.lock:
+            return self.pbx.mixmonitors.crash()
 
     def press(self, who: str, digits: str) -> None:
         """The party on a channel keys DTMF now."""
@@ -214,6 +240,16 @@ class PbxSimulator:
 
     def audio_history(self) -> list[AudioSpan]:
         return self.pbx.audio.history()
+
+    def active_recordings(self) -> list[RecordingInfo]:
+        """MixMonitors still writing (their files still grow)."""
+        with self.pbx.lock:
+            return [r.info() for r in self.pbx.mixmonitors.active]
+
+    def finished_recordings(self) -> list[RecordingInfo]:
+        """Closed recordings, oldest first; ``ended`` says how (``crashed``: header never fixed)."""
+        with self.pbx.lock:
+            return [r.info() for r in self.pbx.mixmonitors.finished]
 
     def idle(self) -> bool:
         """No live channel, no AGI session, and every scripted call and phone dial has started."""
