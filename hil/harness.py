@@ -5,6 +5,10 @@ A scenario may carry two keys the simulator does not read:
 
 ``edge``  top-level config tables (``agents``, ``groups``, ``routing``, ``trunks``, ``codes``) that
           replace those of ``hil/scenarios/edge-base.toml`` for this run.
+``recordings``  expectations on the MP3s the edge made, e.g. ``- {call: c1, count: 1, state: done,
+          agent_id: a8001, min_s: 19, max_s: 21}``. Every recording that is done is also checked
+          against the simulator's witness copy of its WAV: the MP3 must decode to the same audio
+          (duration within max(1 %, 200 ms), correlation >= 0.9 after alignment).
 ``customers``  rows for the edge's customer cache before the call, e.g. ``- {id: k1, name: 王五,
           member_no: "12345678", numbers: ["13800138000"], accounts: [{id: acc1, balance: "1234.56"}]}``.
 ``clock``  the edge's virtual start time (ISO 8601 with offset), e.g. a public holiday.
@@ -33,6 +37,7 @@ from hil.pbx.simulator import PbxSimulator
 
 BASE_CONFIG = Path(__file__).parent / "scenarios" / "edge-base.toml"
 CDR_SETTLE_S = 5.0
+RECORDING_SETTLE_S = 10.0
 # Scenario files say 0.01 (100x); the edge, the simulator and pytest share one GIL, so a slow or
 # loaded machine can squeeze a scripted 200 ms gap into jitter. HIL_TIME_SCALE sets a floor.
 MIN_TIME_SCALE = float(os.environ.get("HIL_TIME_SCALE", "0.02"))
@@ -77,6 +82,7 @@ class EdgeRun:
     cdrs: list[dict[str, Any]]
     cdr_checks: list[CdrCheck] = field(default_factory=list)
     runtime: EdgeRuntime | None = None
+    recordings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -111,14 +117,23 @@ def run_with_edge(source: str | Path | dict[str, Any], workdir: Path,
         runtime.start()
         started.append(runtime)
 
+    def simulator(world: Any, time_scale: float) -> PbxSimulator:
+        return PbxSimulator(world, edge_host="127.0.0.1", agi_port=agi_port, ami_port=ami_port,
+                            time_scale=time_scale, spool_dir=workdir / "spool",
+                            witness_dir=workdir / "witness")
+
     try:
-        result = run_scenario(data, edge_host="127.0.0.1", agi_port=agi_port, ami_port=ami_port,
-                              time_scale=scale, keep_simulator=True, on_started=start_edge)
+        result = run_scenario(data, sim_factory=simulator, keep_simulator=True,
+                              time_scale=scale, on_started=start_edge)
         calls = call_ids(result.simulator) if result.simulator else {}
         expected = list(data.get("cdrs") or [])
         cdrs = _settled_cdrs(runtime.store, calls, expected)
         checks = [_check(spec, cdrs, calls) for spec in expected]
-        return EdgeRun(result, cdrs, checks, runtime)
+        recordings = _settled_recordings(runtime)
+        checks += [_check_recordings(spec, recordings, calls) for spec in data.get("recordings") or []]
+        checks += [_check_audio(row, workdir / "witness") for row in recordings
+                   if row["state"] == "done"]
+        return EdgeRun(result, cdrs, checks, runtime, recordings)
     finally:
         if started:
             runtime.stop()
@@ -170,6 +185,61 @@ def _settled_cdrs(store: Store, calls: dict[str, set[str]], expected: list[dict[
         if wanted <= have or time.monotonic() > deadline:
             return cdrs
         time.sleep(0.02)
+
+
+def _settled_recordings(runtime: EdgeRuntime) -> list[dict[str, Any]]:
+    """Recordings are encoded after the hang-up, off the core thread: wait until none is pending."""
+    service = runtime.recordings
+    deadline = time.monotonic() + RECORDING_SETTLE_S
+    while service is not None and not service.idle() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return runtime.store.recordings()
+
+
+def _check_recordings(spec: dict[str, Any], rows: list[dict[str, Any]],
+                      calls: dict[str, set[str]]) -> CdrCheck:
+    spec = dict(spec)
+    call = spec.pop("call", None)
+    count = spec.pop("count", None)
+    low, high = spec.pop("min_s", None), spec.pop("max_s", None)
+    if call is not None:
+        rows = [r for r in rows if r["call_id"] in calls.get(call, set())]
+    label = {"recording of": call, **spec}
+    if count is not None and len(rows) != count:
+        return CdrCheck(label, False, f"expected {count} recording(s), found {len(rows)}: {rows}")
+    for row in rows:
+        if not all(_same(row.get(k), v) for k, v in spec.items()):
+            return CdrCheck(label, False, f"does not match {row}")
+        duration = float(row.get("duration_s") or 0.0)
+        if (low is not None and duration < low) or (high is not None and duration > high):
+            return CdrCheck(label, False, f"duration {duration:.3f} s not in [{low}, {high}]")
+        if row["state"] == "done" and not Path(row["mp3_path"]).is_file():
+            return CdrCheck(label, False, f"{row['mp3_path']} is missing")
+    return CdrCheck(label, True)
+
+
+def _check_audio(row: dict[str, Any], witness_dir: Path) -> CdrCheck:
+    """The MP3 decodes to the audio the simulated Asterisk wrote (its witness copy of the WAV)."""
+    from edge.recordings.verify import correlate_aligned, decode
+    from edge.recordings.wavfile import read_pcm
+    import numpy as np
+
+    label = {"audio of": row["file"]}
+    witness = witness_dir / row["file"]
+    if not witness.is_file():
+        return CdrCheck(label, False, f"no witness copy {witness} (the PBX never closed it?)")
+    pcm, info = read_pcm(witness)
+    reference = np.frombuffer(pcm, dtype="<i2")
+    decoded, rate = decode(Path(row["mp3_path"]).read_bytes())
+    wav_s, mp3_s = len(reference) / info.sample_rate, len(decoded) / rate
+    if abs(mp3_s - wav_s) > max(0.01 * wav_s, 0.2) + 0.072:  # + the encoder's 576-sample delay
+        return CdrCheck(label, False, f"MP3 {mp3_s:.3f} s vs WAV {wav_s:.3f} s")
+    if len(reference) < rate // 2:
+        return CdrCheck(label, True, "too short to correlate")
+    correlation, lag = correlate_aligned(reference, decoded, rate)
+    if correlation < 0.9:
+        return CdrCheck(label, False, f"correlation {correlation:.3f} < 0.9 (lag {lag})")
+    return CdrCheck(label, True, f"correlation {correlation:.3f}")
 
 
 def _check(spec: dict[str, Any], cdrs: list[dict[str, Any]], calls: dict[str, set[str]]) -> CdrCheck:
