@@ -163,6 +163,13 @@ class Decision(NamedTuple):
     group: str
     rule: str
     agent: Agent | None = None
+    roam: bool = False  # ring the agent's mobile, not the desk phone (INB-8)
+
+
+def roams(agent: Agent) -> bool:
+    """Away with roaming on, no call holding them, phone not backing off: ring the mobile."""
+    return (agent.presence is Presence.AWAY and agent.config.roam_when_away
+            and bool(agent.config.mobile) and agent.activity is None and not agent.ring_backoff)
 
 
 class Acd:
@@ -256,6 +263,8 @@ class Acd:
             owner = self._board.agents[call.vip_owner]
             if owner.selectable:  # idle, and not backing off after a failed ring
                 return Decision(DecisionKind.RING, call.group, "vip", owner)
+            if roams(owner):
+                return Decision(DecisionKind.RING, call.group, "vip_roam", owner, roam=True)
             return None
         if not self._sticky:
             return None
@@ -266,6 +275,8 @@ class Acd:
             if last.ring_backoff:
                 return None  # their phone just failed a ring: the group's rule decides
             return Decision(DecisionKind.RING, call.group, "last_agent", last)
+        if roams(last):
+            return Decision(DecisionKind.RING, call.group, "last_agent_roam", last, roam=True)
         if (self._sticky_wait_s > 0 and last.presence is Presence.AVAILABLE
                 and last.activity is not None and last.state is not LOGGED_OUT):
             return Decision(DecisionKind.WAIT_FOR_AGENT, call.group, "last_agent", last)

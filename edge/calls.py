@@ -70,5 +70,8 @@ class Call:
     recordings: list[tuple[int, str, str]] = field(default_factory=list)  # (leg, file, agent id)
     recording_muted: bool = False
     ivr_trace: str = ""          # the IVR steps walked, sensitive digits masked (CDR "ivr")
+    roaming_to: str = ""         # the mobile number the current ring goes to (INB-8)
+    roam_only: bool = False      # out of hours: rings only on-call mobiles
+    legs: list[dict] = field(default_factory=list)  # other channels the call was bridged to
     rating: str = ""             # the caller's 1/2/3 after the agent hung up (INB-12)
     period: str = ""             # the group calendar's period at arrival (open, holiday...)

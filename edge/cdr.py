@@ -7,6 +7,7 @@ a channel that vanished).
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from edge.calls import CODE, INBOUND, Call
@@ -15,7 +16,7 @@ CDR_FIELDS = (
     "call_id", "direction", "caller", "callee", "trunk", "agent_id", "extension", "group", "rule",
     "region", "flagged", "started_at", "answered_at", "ended_at", "wait_s", "talk_s",
     "hangup_cause", "hangup_cause_txt", "hung_up_by", "disposition", "code", "ivr",
-    "rating",
+    "rating", "legs",
 )
 HUNG_UP_BY = ("caller", "agent", "system")
 DISPOSITIONS = ("answered", "abandoned", "rejected", "overflow", "no_agent", "failed", "completed",
@@ -53,6 +54,7 @@ def cdr_record(call: Call, ended_at: float, hung_up_by: str, cause: int,
         "code": call.code,
         "ivr": call.ivr_trace,
         "rating": call.rating,
+        "legs": json.dumps(call.legs, ensure_ascii=False) if call.legs else "",
     }
     return record
 

@@ -63,6 +63,7 @@ class RingAgent(CallCommand):
     extension: str
     dial_string: str
     timeout_s: int
+    caller_id: str = ""  # AGI SET CALLERID first: the number a roaming agent's mobile shows
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ EXAMPLE_PATH = DATA_DIR / "edge.example.toml"
 ROLES = ("agent", "team_lead", "supervisor", "admin")
 STRATEGIES = ("least_calls", "extension_order")
 TERMINAL_OVERFLOWS = ("voicemail", "callback", "hangup")
-OUT_OF_HOURS = ("play", "voicemail")
+OUT_OF_HOURS = ("play", "voicemail", "roam")
+ROAM_PRESENT = ("caller", "company")
 CODE_ACTIONS = ("listen", "whisper", "barge", "force_hangup", "pickup", "trunk_dial",
                 "toggle_busy", "toggle_login", "toggle_away", "disabled")
 SUPERVISING = ("supervisor", "team_lead")
@@ -88,6 +89,22 @@ class RatingSection:
 
 
 @dataclass(frozen=True)
+class RoamingSection:
+    """Mobile roaming (INB-8): calls for an agent who is away (``roam_when_away``) or out of
+    hours (a group's ``out_of_hours = "roam"``) ring the agent's mobile through ``trunk_group``.
+    ``present``: ``caller`` shows the customer's number on the mobile (E1/PRI trunks that allow
+    it); ``company`` shows ``company_number`` (analog lines and carriers that refuse a foreign
+    caller ID)."""
+    trunk_group: str = "g0"
+    present: str = "caller"
+    company_number: str = ""
+    ring_timeout_s: int = 25
+
+    def dial_string(self, mobile: str) -> str:
+        return f"DAHDI/{self.trunk_group}/{mobile}"
+
+
+@dataclass(frozen=True)
 class IvrSection:
     """IVR flows (INB-11): YAML/JSON files in ``flows_dir``, checked at load against the prompts
     in ``prompt_dirs`` (Asterisk's sounds folders), so a missing prompt stops the edge at start,
@@ -115,6 +132,7 @@ class AgentConfig:
     groups: tuple[str, ...] = ()
     logged_in: bool = True
     wrap_up_s: float = 5.0
+    roam_when_away: bool = False  # INB-8: while away, calls for this agent ring ``mobile``
     record_inbound: str = ""   # always | never | on_demand; "" = the [recording] default
     record_outbound: str = ""
 
@@ -138,7 +156,8 @@ class GroupConfig:
     auto_busy_after_misses: int = 0
     calendar: str = ""          # a [[calendars]] name: working hours, breaks, holidays (INB-7)
     welcome: Mapping[str, str] = field(default_factory=dict)  # period kind -> welcome prompt
-    out_of_hours: str = "play"  # outside "open": play the period's closed prompt, or voicemail
+    out_of_hours: str = "play"  # outside "open": play the closed prompt, voicemail, or roam
+    on_call: tuple[str, ...] = ()  # agent ids whose mobiles take out-of-hours calls ("roam")
     closed_prompts: Mapping[str, str] = field(default_factory=dict)  # period kind -> prompt
 
     @property
@@ -224,6 +243,7 @@ class EdgeConfig:
     calendars: Mapping[str, WorkCalendar] = field(default_factory=dict)
     ivr: IvrSection = IvrSection()
     rating: RatingSection = RatingSection()
+    roaming: RoamingSection = RoamingSection()
     flows: Mapping[str, Flow] = field(default_factory=dict)
 
     def group(self, name: str) -> GroupConfig:
@@ -262,11 +282,12 @@ def parse_config(data: Mapping[str, Any], base_dir: str | Path | None = None) ->
     calendars = parse_calendars(root.raw("calendars", []), edge.timezone)
     ivr = _read_ivr(root.table("ivr"), base_dir)
     rating = _read_rating(root.table("rating"))
+    roaming = _read_roaming(root.table("roaming"))
     root.finish()
     flows = load_flows(ivr.flows_dir, ivr.prompt_dirs) if ivr.flows_dir else {}
     config = EdgeConfig(edge, asterisk, trunks, agents, groups, routing, codes,
                         recording=recording, calendars=MappingProxyType(calendars), ivr=ivr,
-                        flows=MappingProxyType(flows), rating=rating)
+                        flows=MappingProxyType(flows), rating=rating, roaming=roaming)
     _check_references(config)
     return config
 
@@ -315,6 +336,19 @@ def _read_recording(t: TableReader, base_dir: str | Path | None) -> RecordingSec
         workers=t.integer("workers", 0, minimum=0, maximum=64),
         settle_s=t.number("settle_s", 2.0, minimum=0),
     )
+    t.finish()
+    return section
+
+
+def _read_roaming(t: TableReader) -> RoamingSection:
+    section = RoamingSection(
+        trunk_group=t.text("trunk_group", "g0"),
+        present=t.text("present", "caller", choices=ROAM_PRESENT),
+        company_number=t.phone("company_number", ""),
+        ring_timeout_s=t.integer("ring_timeout_s", 25, minimum=5),
+    )
+    if section.present == "company" and not section.company_number:
+        raise t.error("company_number", "required when present = \"company\"")
     t.finish()
     return section
 
@@ -381,6 +415,7 @@ def _read_agent(t: TableReader) -> AgentConfig:
         groups=t.text_list("groups"),
         logged_in=t.flag("logged_in", True),
         wrap_up_s=t.number("wrap_up_s", 5.0, minimum=0),
+        roam_when_away=t.flag("roam_when_away", False),
         record_inbound=t.text("record_inbound", "", choices=RECORD_POLICIES),
         record_outbound=t.text("record_outbound", "", choices=RECORD_POLICIES),
     )
@@ -400,6 +435,7 @@ def _read_group(t: TableReader) -> GroupConfig:
         calendar=t.text("calendar", ""),
         welcome=MappingProxyType(_period_prompts(t, "welcome")),
         out_of_hours=t.text("out_of_hours", "play", choices=OUT_OF_HOURS),
+        on_call=t.text_list("on_call"),
         closed_prompts=MappingProxyType(_period_prompts(t, "closed_prompts")),
     )
     if group.overflow not in TERMINAL_OVERFLOWS and not group.overflow_group:
@@ -487,6 +523,15 @@ def _check_references(config: EdgeConfig) -> None:
         for j, name in enumerate(agent.groups):
             _need_group(group_names, name, f"agents[{i}].groups[{j}]")
     agent_ids = {a.id for a in config.agents}
+    for i, agent in enumerate(config.agents):
+        if agent.roam_when_away and not agent.mobile:
+            raise ConfigError(f"agents[{i}].roam_when_away", "needs the agent's mobile")
+    for i, group in enumerate(config.groups):
+        for j, agent_id in enumerate(group.on_call):
+            if agent_id not in agent_ids:
+                raise ConfigError(f"groups[{i}].on_call[{j}]", f"unknown agent {agent_id!r}")
+        if group.out_of_hours == "roam" and not group.on_call:
+            raise ConfigError(f"groups[{i}].on_call", "out_of_hours = \"roam\" needs on_call agents")
     routing = config.routing
     _need_group(group_names, routing.default_group, "routing.default_group")
     for source, mapping in (("did_groups", routing.did_groups),

@@ -64,9 +64,15 @@ class CommandDone(Event):
 
 @dataclass(frozen=True)
 class AgentAnswered(Event):
-    """The agent's phone answered a call offered to it (AMI ``DialEnd`` with ``DialStatus: ANSWER``)."""
+    """The agent's phone answered a call offered to it (AMI ``DialEnd`` with ``DialStatus: ANSWER``).
+
+    ``extension`` is ``""`` when the answering channel is a trunk (a roaming agent's mobile);
+    ``peer_channel``/``peer_uniqueid`` name the answering leg, for the CDR's ``legs``.
+    """
     call_id: str
     extension: str
+    peer_channel: str = ""
+    peer_uniqueid: str = ""
 
 
 @dataclass(frozen=True)

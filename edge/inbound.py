@@ -44,6 +44,7 @@ from edge.ivr_calls import IvrCalls
 from edge.rating import Rating
 from edge.numbers import national_number
 from edge.queueing import VIP_PRIORITY
+from edge.config import GroupConfig
 from edge.switchboard import Switchboard
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class InboundFlow:
         self.place(call)
 
     def _within_hours(self, call: Call, flow_decides: bool = False) -> bool:
-        """INB-7: the group's calendar picks the welcome prompt; outside "open" (a break, after
+        """True when the call goes on to routing; False when the hours handled it. INB-7: the group's calendar picks the welcome prompt; outside "open" (a break, after
         hours, a public holiday — 调休 make-up days count as working days) the caller hears the
         period's prompt and the call ends with disposition ``closed``. An IVR flow that answers
         the call branches on the period itself (``on: period``)."""
@@ -128,9 +129,29 @@ class InboundFlow:
                   or CLOSED_PROMPTS[period.kind])
         sb.notify("call.out_of_hours", call_id=call.call_id, caller=call.caller, group=group.name,
                   period=period.kind, label=period.label, action=group.out_of_hours)
+        if group.out_of_hours == "roam" and self._roam_on_call(call, group):
+            return False  # handled: ringing an on-call mobile
         call.disposition, call.rule = "closed", f"hours:{period.kind}"
         sb.emit(Play(call.call_id, prompt), Hangup(call.call_id, reason=f"closed:{period.kind}"))
         sb.close(call, "system")
+        return False
+
+    def _roam_on_call(self, call: Call, group: GroupConfig) -> bool:
+        """Out of hours by rule: the first on-call agent free of calls takes it on the mobile."""
+        sb = self.sb
+        call.roam_only = True
+        for agent_id in group.on_call:
+            agent = sb.board.agents[agent_id]
+            if agent_id in call.tried or agent.activity is not None or agent.ring_backoff:
+                continue
+            if not agent.config.mobile:
+                continue
+            sb.notify("call.out_of_hours", call_id=call.call_id, caller=call.caller,
+                      group=group.name, period=call.period, label="", action="roam",
+                      agent_id=agent.id)
+            call.placements += 1
+            self.ring(call, agent, f"hours_roam:{call.period}", roam=True)
+            return True
         return False
 
     def _reject(self, call: Call) -> None:
@@ -162,23 +183,31 @@ class InboundFlow:
             decision = self.sb.acd.decide(call)
         call.placements += 1
         if decision.kind is DecisionKind.RING:
-            self.ring(call, decision.agent, decision.rule)
+            self.ring(call, decision.agent, decision.rule, roam=decision.roam)
         elif decision.kind is DecisionKind.WAIT_FOR_AGENT:
             self._wait_for(call, decision.agent)
         else:
             self._enqueue(call)
 
-    def ring(self, call: Call, agent: Agent, rule: str) -> None:
+    def ring(self, call: Call, agent: Agent, rule: str, roam: bool = False) -> None:
         sb = self.sb
         sb.queues.remove(call.call_id)
         call.phase, call.rule, call.music_on = Phase.RINGING, rule, False
         call.agent_id, call.extension = agent.id, agent.extension
+        call.roaming_to = agent.config.mobile if roam else ""
         sb.occupy(agent, call, Activity.RINGING)
-        timeout = sb.groups[call.group].ring_timeout_s
-        sb.emit(RingAgent(call.call_id, agent.extension, agent.config.dial_string, timeout))
+        if roam:
+            roaming = sb.config.roaming
+            present = call.caller if roaming.present == "caller" else roaming.company_number
+            sb.emit(RingAgent(call.call_id, agent.extension, roaming.dial_string(agent.config.mobile),
+                              roaming.ring_timeout_s, caller_id=present))
+        else:
+            timeout = sb.groups[call.group].ring_timeout_s
+            sb.emit(RingAgent(call.call_id, agent.extension, agent.config.dial_string, timeout))
         sb.notify("call.ringing", call_id=call.call_id, agent_id=agent.id,
                   extension=agent.extension, caller=call.caller, region=str(call.region or ""),
-                  group=call.group, rule=rule, flagged=call.flagged, vip=bool(call.vip_owner))
+                  group=call.group, rule=rule, flagged=call.flagged, vip=bool(call.vip_owner),
+                  mobile=call.roaming_to)
 
     def _wait_for(self, call: Call, agent: Agent) -> None:
         sb = self.sb
@@ -234,6 +263,14 @@ class InboundFlow:
                 Hangup(call.call_id, reason=f"overflow:{action}"))
         sb.close(call, "system")
 
+    def _closed_after_roaming(self, call: Call) -> None:
+        sb = self.sb
+        prompt = sb.groups[call.group].closed_prompts.get(call.period) or CLOSED_PROMPTS.get(
+            call.period, CLOSED_PROMPTS[CLOSED])
+        call.disposition, call.rule = "closed", f"hours:{call.period}"
+        sb.emit(Play(call.call_id, prompt), Hangup(call.call_id, reason="no on-call agent"))
+        sb.close(call, "system")
+
     def voicemail(self, call: Call, box: str) -> None:
         """An IVR flow sent the caller to voicemail. Taking the message (INB-13) is not built
         yet: the caller hears the voicemail prompt and the call ends as ``voicemail``."""
@@ -287,6 +324,9 @@ class InboundFlow:
         picker_id = sb.pickups.pop(ringing.extension, None)
         answerer = (sb.board.agents.get(picker_id or "")
                     or sb.board.by_extension.get(event.extension) or ringing)
+        if call.roaming_to:
+            call.legs.append({"kind": "mobile", "agent_id": ringing.id, "number": call.roaming_to,
+                              "channel": event.peer_channel, "uniqueid": event.peer_uniqueid})
         self._talk(call, ringing, answerer, sb.clock.now())
 
     def _talk(self, call: Call, ringing: Agent, answerer: Agent, at: float) -> None:
@@ -329,6 +369,11 @@ class InboundFlow:
         status = event.status or "FAILED"
         sb.notify("call.ring_failed", call_id=call.call_id, agent_id=agent.id, status=status)
         call.agent_id, call.extension = "", ""
+        if call.roam_only:  # out of hours: only the on-call mobiles, then the closed prompt
+            sb.release(agent, call, wrap_up=False)
+            if not self._roam_on_call(call, sb.groups[call.group]):
+                self._closed_after_roaming(call)
+            return
         # The agent leaves selection before the call is placed again and before they are free,
         # so neither this call nor the queue rings the same failing phone again at once.
         reason = sb.ring_failed(agent, sb.groups[call.group], status)

@@ -19,7 +19,7 @@ import socket
 import threading
 from typing import Callable
 
-from drivers.asterisk.agi import HardenedAGI
+from drivers.asterisk.agi import HardenedAGI, quote_agi_arg
 from drivers.asterisk.codec import AgiReply
 from drivers.asterisk.errors import AgiError, AgiHangup
 from drivers.asterisk.fastagi import FastAgiRequest
@@ -156,6 +156,8 @@ class CallSession:
             agi.set_music(True, command.moh_class)
             self._music_on = True
         elif isinstance(command, RingAgent):
+            if command.caller_id:
+                agi.run("SET CALLERID", quote_agi_arg(command.caller_id))
             self._dial("RingAgent", command.dial_string, command.timeout_s)
         elif isinstance(command, DialOut):
             self._dial("DialOut", command.dial_string, command.timeout_s)

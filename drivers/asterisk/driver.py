@@ -230,15 +230,17 @@ class AsteriskDriver:
         if (event.get("DialStatus") or "") != "ANSWER":
             return
         call_id = event.get("Uniqueid")  # the calling channel; Originate's DialEnd has none
-        extension = phone_extension(event.get("DestChannel") or "")
-        if not call_id or not extension:
-            return
+        dest = event.get("DestChannel") or ""
+        extension = phone_extension(dest)
+        if not call_id or not (extension or trunk_number(dest) is not None):
+            return  # a trunk destination is a roaming agent's mobile: still an answer
         with self._lock:
             live = call_id in self._calls
         if not live:
             log.debug("DialEnd ANSWER for %s, which is not a live FastAGI call; ignored", call_id)
             return
-        self._post(AgentAnswered(call_id=call_id, extension=extension))
+        self._post(AgentAnswered(call_id=call_id, extension=extension, peer_channel=dest,
+                                 peer_uniqueid=event.get("DestUniqueid") or ""))
 
     def _on_link(self, up: bool, detail: str) -> None:
         """Runs on the AMI dispatcher thread, so the snapshot may block on the reader."""

@@ -52,6 +52,7 @@ CDR_FIELDS: tuple[CdrField, ...] = (
     _f("code", str),
     _f("ivr", str),
     _f("rating", str),
+    _f("legs", str),
 )
 
 BY_KEY: Mapping[str, CdrField] = MappingProxyType({f.key: f for f in CDR_FIELDS})
