@@ -15,12 +15,16 @@ INBOUND = "inbound"
 OUTBOUND = "outbound"
 INTERNAL = "internal"
 CODE = "code"
+CALLBACK = "callback"
 
 
 class Phase(str, Enum):
     MENU = "menu"                # inbound: the customer-type menu is collecting a digit
     IVR = "ivr"                  # inbound: in an IVR flow (edge.ivr_calls)
     RATING = "rating"            # inbound: the agent hung up; the caller rates the call
+    CALLBACK_OFFER = "callback_offer"    # inbound: "press 1 for a callback" (INB-9)
+    CALLBACK_NUMBER = "callback_number"  # inbound: keying the number to call back
+    CALLBACK = "callback"        # a callback: the agent answered, the customer is being dialled
     ROUTING = "routing"          # inbound: being placed (transient inside one event)
     WAITING_FOR_AGENT = "waiting_for_agent"  # inbound: holding for the last agent (sticky)
     QUEUED = "queued"            # inbound: in a group's queue with music on hold
@@ -73,5 +77,6 @@ class Call:
     roaming_to: str = ""         # the mobile number the current ring goes to (INB-8)
     roam_only: bool = False      # out of hours: rings only on-call mobiles
     legs: list[dict] = field(default_factory=list)  # other channels the call was bridged to
+    task_key: str = ""           # the callback task a callback call works on
     rating: str = ""             # the caller's 1/2/3 after the agent hung up (INB-12)
     period: str = ""             # the group calendar's period at arrival (open, holiday...)

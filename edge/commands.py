@@ -169,6 +169,27 @@ class CreateTask(Command):
 
 
 @dataclass(frozen=True)
+class UpdateTask(Command):
+    """A task's new state (``dialing``, ``open`` again, ``done``, ``failed``) and result."""
+    key: str
+    state: str
+    result: str = ""
+    attempt: bool = False
+
+
+@dataclass(frozen=True)
+class OriginateCallback(Command):
+    """AMI ``Originate``: ring the agent's phone (``dial_string``); when they answer, Asterisk
+    runs FastAGI ``callback`` with ``number`` (context ``callback``, exten = number), which
+    posts ``CallbackAnswered``. A phone that does not answer posts ``CallbackFailed``."""
+    task_key: str
+    extension: str
+    dial_string: str
+    number: str
+    timeout_s: int = 20
+
+
+@dataclass(frozen=True)
 class WriteCdr(Command):
     """Persist one call detail record; ``record`` holds the columns of the store's ``cdrs`` table."""
     record: dict[str, Any] = field(default_factory=dict)

@@ -158,6 +158,9 @@ class GroupConfig:
     welcome: Mapping[str, str] = field(default_factory=dict)  # period kind -> welcome prompt
     out_of_hours: str = "play"  # outside "open": play the closed prompt, voicemail, or roam
     on_call: tuple[str, ...] = ()  # agent ids whose mobiles take out-of-hours calls ("roam")
+    callback_after_s: float | None = None  # INB-9: offer a callback after this long queued
+    callback_attempts: int = 3             # dial a callback at most this often
+    callback_retry_s: float = 300.0        # between failed attempts
     closed_prompts: Mapping[str, str] = field(default_factory=dict)  # period kind -> prompt
 
     @property
@@ -436,6 +439,9 @@ def _read_group(t: TableReader) -> GroupConfig:
         welcome=MappingProxyType(_period_prompts(t, "welcome")),
         out_of_hours=t.text("out_of_hours", "play", choices=OUT_OF_HOURS),
         on_call=t.text_list("on_call"),
+        callback_after_s=t.number("callback_after_s", None, positive=True),
+        callback_attempts=t.integer("callback_attempts", 3, minimum=1, maximum=20),
+        callback_retry_s=t.number("callback_retry_s", 300.0, positive=True),
         closed_prompts=MappingProxyType(_period_prompts(t, "closed_prompts")),
     )
     if group.overflow not in TERMINAL_OVERFLOWS and not group.overflow_group:

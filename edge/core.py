@@ -15,17 +15,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
 from edge.agents import AgentState
 from edge.call_recording import CallRecording
-from edge.calls import INBOUND, Call, Phase
+from edge.calls import CALLBACK, INBOUND, Call, Phase
 from edge.clock import Clock
 from edge.commands import Command
 from edge.config import EdgeConfig
 from edge.desk import DeskFlow
-from edge.events import (AgentAnswered, AgentLogin, AgentLogout, AgentSetAway, AgentSetBusy,
+from edge.events import (AgentAnswered, CallbackAnswered, CallbackFailed, AgentLogin, AgentLogout, AgentSetAway, AgentSetBusy,
                          CallHungUp, CallOffered, ChannelsSnapshot, CommandDone, Event,
                          ExtensionDialled, LinkChanged, LookupDone, RecordingFailed,
                          RecordingToggle, Tick)
@@ -97,14 +97,17 @@ class CallView:
 class Core:
     def __init__(self, config: EdgeConfig, clock: Clock, regions: RegionResolver,
                  initial_counts: Mapping[str, int] | None = None,
-                 last_agents: Mapping[str, str] | None = None) -> None:
+                 last_agents: Mapping[str, str] | None = None,
+                 open_callbacks: Iterable[dict] = ()) -> None:
         """``initial_counts``: answered calls today per agent id (or extension), from the store;
-        ``last_agents``: caller number -> agent id (or extension) who last served them."""
+        ``last_agents``: caller number -> agent id (or extension) who last served them;
+        ``open_callbacks``: callback tasks not done yet (``Store.tasks``), kept across restarts."""
         self.config = config
         self.clock = clock
         self.sb = Switchboard(config, clock, regions, initial_counts, last_agents)
         self.recording = CallRecording(self.sb)
-        self.inbound = InboundFlow(self.sb, self.recording)
+        self.inbound = InboundFlow(self.sb, self.recording, open_callbacks)
+        self.callbacks = self.inbound.callbacks
         self.desk = DeskFlow(self.sb, self.recording)
         self._zone = ZoneInfo(config.edge.timezone)
         self._next_midnight = self._midnight_after(clock.now())
@@ -122,6 +125,8 @@ class Core:
             LinkChanged: self._link_changed,
             RecordingToggle: self.recording.toggle,
             LookupDone: self.inbound.ivr.lookup_done,
+            CallbackAnswered: self.callbacks.answered,
+            CallbackFailed: self.callbacks.phone_failed,
             RecordingFailed: self.recording.failed,
             ChannelsSnapshot: self._channels_snapshot,
         }
@@ -131,6 +136,9 @@ class Core:
             "max_wait": lambda call_id: self._with_call(call_id, self.inbound.max_wait_passed),
             "ring_backoff":
                 lambda agent_id: self.sb.end_ring_backoff(self.sb.board.agents[agent_id]),
+            "callback_offer":
+                lambda call_id: self._with_call(call_id, self.callbacks.offer_due),
+            "callback_retry": self._callback_retry,
         }
 
     # --- the contract ------------------------------------------------------------------------
@@ -162,10 +170,15 @@ class Core:
         call = self.sb.calls.get(event.call_id)
         if call is None:
             return
-        if call.direction != INBOUND:
+        if call.direction == CALLBACK:
+            self.callbacks.dial_done(call, event)
+        elif call.direction != INBOUND:
             self.desk.action_done(call, event)
         elif call.phase is Phase.IVR:
             self.inbound.ivr.command_done(call, event)
+        elif call.phase in (Phase.CALLBACK_OFFER, Phase.CALLBACK_NUMBER):
+            if event.command == "Collect":
+                self.callbacks.collected(call, event, self.inbound.place)
         elif call.phase is Phase.RATING:
             if event.command == "Collect":
                 self.inbound.rating.collected(call, event)
@@ -173,6 +186,13 @@ class Core:
             self.inbound.collected(call, event)
         elif event.command == "RingAgent":
             self.inbound.ring_done(call, event)
+
+    def _callback_retry(self, key: str) -> None:
+        """A failed callback's wait is over: a free agent of its group takes it now."""
+        for group in self.callbacks.retry_due(key):
+            agent = self.sb.pools.first_idle(group, set())
+            if agent is not None:
+                self.callbacks.agent_free(agent)
 
     def _agent_answered(self, event: AgentAnswered) -> None:
         call = self.sb.calls.get(event.call_id)

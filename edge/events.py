@@ -115,6 +115,23 @@ class AgentSetAway(Event):
 
 
 @dataclass(frozen=True)
+class CallbackAnswered(Event):
+    """The agent answered a callback's Originate: FastAGI ``callback`` with the number to dial."""
+    call_id: str
+    channel: str
+    extension: str
+    number: str
+
+
+@dataclass(frozen=True)
+class CallbackFailed(Event):
+    """The agent's phone did not take a callback's Originate (``outcome``: no_answer, busy...)."""
+    task_key: str
+    extension: str
+    outcome: str
+
+
+@dataclass(frozen=True)
 class LookupDone(Event):
     """The store's answer to a ``Lookup``: ``values`` are text (amounts as decimal strings)."""
     call_id: str

@@ -42,6 +42,8 @@ from edge.events import AgentAnswered, CallOffered, CommandDone
 from edge.hours import BREAK, CLOSED, HOLIDAY, OPEN
 from edge.ivr_calls import IvrCalls
 from edge.rating import Rating
+from edge.callbacks import Callbacks
+from typing import Iterable
 from edge.numbers import national_number
 from edge.queueing import VIP_PRIORITY
 from edge.config import GroupConfig
@@ -57,11 +59,13 @@ CLOSED_PROMPTS = {BREAK: "cc/closed-break", CLOSED: "cc/closed", HOLIDAY: "cc/cl
 
 
 class InboundFlow:
-    def __init__(self, sb: Switchboard, recording: CallRecording) -> None:
+    def __init__(self, sb: Switchboard, recording: CallRecording,
+                 open_callbacks: Iterable[dict] = ()) -> None:
         self.sb = sb
         self.recording = recording
         self.ivr = IvrCalls(sb, recording, self.place, self.voicemail)
         self.rating = Rating(sb)
+        self.callbacks = Callbacks(sb, open_callbacks)
         self._trunk_numbers = {t.channel: t.number for t in sb.config.trunks if t.number}
         sb.on_agent_idle = self.agent_idle
 
@@ -229,6 +233,7 @@ class InboundFlow:
                 return
             call.admitted.add(group.name)
             call.queued_at = sb.clock.now()
+            self.callbacks.queued(call)
             if group.max_wait_s is not None:
                 sb.timers.set(("max_wait", call.call_id), call.queued_at + group.max_wait_s)
         call.phase, call.agent_id, call.extension = Phase.QUEUED, "", ""
@@ -298,6 +303,8 @@ class InboundFlow:
         if call_id is not None:
             call = sb.calls[call_id]
             self.ring(call, agent, call.group_rule)
+            return
+        self.callbacks.agent_free(agent)  # nobody waits live: the oldest callback that is due
 
     def sticky_expired(self, call: Call) -> None:
         if call.phase is not Phase.WAITING_FOR_AGENT:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from edge.commands import (Command, CreateTask, EncodeRecording, Lookup, Notify, StartRecording,
-                           WriteCdr)
+                           UpdateTask, WriteCdr)
 from edge.config import EdgeConfig
 from edge.core import Core
 from edge.events import Event, LookupDone, Tick
@@ -78,6 +78,8 @@ class EdgeRuntime:
             RegionResolver.from_config(config),
             initial_counts=self.store.answered_counts_for_day(day_start, day_end),
             last_agents=self.store.last_agents(),
+            open_callbacks=[*self.store.tasks(kind="callback", state="open"),
+                            *self.store.tasks(kind="callback", state="dialing")],
         )
         factory = driver_factory or self._asterisk_driver
         self.driver = factory(self.events.put)
@@ -176,6 +178,9 @@ class EdgeRuntime:
             if isinstance(command, CreateTask):
                 self._create_task(command)
                 continue
+            if isinstance(command, UpdateTask):
+                self._update_task(command)
+                continue
             if not isinstance(command, (WriteCdr, Notify)):
                 to_driver.append(command)
                 continue
@@ -203,6 +208,13 @@ class EdgeRuntime:
                                    number=command.number, data=command.data)
         except StoreError:
             log.exception("store rejected task %s; kept in the log: %r", command.key, command)
+
+    def _update_task(self, command: UpdateTask) -> None:
+        try:
+            self.store.update_task(command.key, command.state, command.result,
+                                   attempt=command.attempt)
+        except StoreError:
+            log.exception("store rejected %r", command)
 
     def _lookup(self, command: Lookup) -> LookupDone:
         """The IVR's question to the customer cache; a store failure answers "not found"."""

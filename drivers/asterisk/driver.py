@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
 from drivers.asterisk.ami import AmiClient
@@ -33,12 +33,12 @@ from drivers.asterisk.profiles import ASTERISK_22, AsteriskProfile
 from drivers.asterisk.session import AmiSettings
 from drivers.asterisk.transport import BackoffPolicy
 from edge.commands import (
-    CallCommand, Command, EncodeRecording, ForceHangup, MuteRecording, Notify, StartRecording,
-    StopRecording, WriteCdr,
+    CallCommand, Command, CreateTask, EncodeRecording, ForceHangup, Lookup, MuteRecording, Notify,
+    OriginateCallback, StartRecording, StopRecording, UpdateTask, WriteCdr,
 )
 from edge.events import (
-    AgentAnswered, CallOffered, ChannelsSnapshot, Event, ExtensionDialled, LinkChanged,
-    RecordingFailed,
+    AgentAnswered, CallbackAnswered, CallbackFailed, CallOffered, ChannelsSnapshot, Event,
+    ExtensionDialled, LinkChanged, RecordingFailed,
 )
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ class AsteriskDriver:
         self._calls: dict[str, CallSession] = {}
         self._lock = threading.Lock()
         self._link_was_down = False
-        self.fastagi = FastAgiServer(fastagi, {"incoming": self._incoming, "dial": self._dial})
+        self.fastagi = FastAgiServer(fastagi, {"incoming": self._incoming, "dial": self._dial,
+                                               "callback": self._callback})
         self.ami: AmiClient | None = None
         if ami is not None:
             self.ami = AmiClient(ami.scaled(time_scale), on_link=self._on_link, sleep=sleep, profile=profile)
@@ -128,9 +129,12 @@ class AsteriskDriver:
                 self._to_call(command)
             elif isinstance(command, ForceHangup):
                 self._ami_pool.submit(self._force_hangup, command.channel_prefix)
+            elif isinstance(command, OriginateCallback):
+                self._ami_pool.submit(self._originate_callback, command)
             elif isinstance(command, (StartRecording, StopRecording, MuteRecording)):
                 self._ami_pool.submit(self._recording, command)
-            elif isinstance(command, (WriteCdr, Notify, EncodeRecording)):
+            elif isinstance(command, (WriteCdr, Notify, EncodeRecording, CreateTask, UpdateTask,
+                                      Lookup)):
                 continue
             else:
                 log.warning("AsteriskDriver cannot execute %r; ignored", command)
@@ -172,6 +176,35 @@ class AsteriskDriver:
             if isinstance(command, StartRecording):
                 self._post(RecordingFailed(command.call_id, command.file, str(exc)))
 
+    def _originate_callback(self, command: OriginateCallback) -> None:
+        """Ring the agent; on answer Asterisk runs context ``callback`` (FastAGI ``callback``
+        with the number), see docs/asterisk.md. A phone that does not answer -> CallbackFailed."""
+        failed = lambda outcome: self._post(  # noqa: E731
+            CallbackFailed(command.task_key, command.extension, outcome))
+        if self.ami is None:
+            failed("no_ami")
+            return
+        try:
+            future = self.ami.originate_nowait(
+                command.dial_string, context="callback", exten=command.number, priority=1,
+                timeout_ms=command.timeout_s * 1000)
+        except AmiError as exc:
+            log.error("callback %s: Originate refused: %s", command.task_key, exc)
+            failed("refused")
+            return
+
+        def outcome(done: "Future") -> None:
+            try:
+                result = done.result()
+            except Exception as exc:  # the link died before OriginateResponse
+                log.error("callback %s: no Originate outcome: %s", command.task_key, exc)
+                failed("unknown")
+                return
+            if not result.success:
+                failed(result.outcome)
+
+        future.add_done_callback(outcome)
+
     def live_uniqueids(self) -> set[str] | None:
         """Uniqueids of every channel Asterisk has now; None when AMI cannot say (down)."""
         if self.ami is None or not self.ami.connected:
@@ -206,6 +239,13 @@ class AsteriskDriver:
             extension=phone_extension(request.channel) or _known(env.get("agi_callerid")),
             digits=digits,
         )
+        self._run_call(request, event)
+
+    def _callback(self, request: FastAgiRequest) -> None:
+        """The agent answered a callback's Originate; arg1 is the customer's number."""
+        number = request.args[0] if request.args else _known(request.env.get("agi_extension"))
+        event = CallbackAnswered(call_id=request.uniqueid, channel=request.channel,
+                                 extension=phone_extension(request.channel), number=number)
         self._run_call(request, event)
 
     def _run_call(self, request: FastAgiRequest, offer: Event) -> None:

@@ -12,7 +12,6 @@ extension as ``agi_arg_1`` (``[ctx] exten => _X.,1,AGI(agi://EDGE:4573/ctx,${EXT
 """
 from __future__ import annotations
 
-import itertools
 import re
 from typing import TYPE_CHECKING, Callable
 
@@ -24,7 +23,6 @@ from hil.pbx.local import LocalPair
 if TYPE_CHECKING:
     from hil.pbx.pbx import Pbx
 
-_ids = itertools.count(1)
 _AGI_URL = re.compile(r"^agi://(?P<host>[^:/]+)(?::(?P<port>\d+))?/(?P<script>[^,]*)(?:,(?P<args>.*))?$")
 
 
@@ -64,7 +62,7 @@ def _originate(pbx: "Pbx", fields: dict[str, str], variables: list[str], action_
     cid = parse_callerid(fields.get("CallerID", ""))
     timeout_ms = float(fields.get("Timeout") or 30000)
     call = next((v.split("=", 1)[1] for v in variables if v.startswith("SIM_CALL=")), "") \
-        or f"originate-{next(_ids)}"
+        or f"originate-{pbx.next_originate_id()}"  # per simulator: labels repeat across runs
     tech, _, resource = target.partition("/")
     ch: Channel | None
     if tech == "Local" and "@" in resource:

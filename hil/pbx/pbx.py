@@ -57,7 +57,14 @@ class Pbx:
         self.agi_reset_after: dict[str | None, int] = {}  # call id -> commands before an RST
         self.pending_scripts = 0                  # scripted arrivals / dials not yet started
         self.stopped = threading.Event()
+        self._originates = 0
         self.mixmonitors = MixMonitors(self, spool_dir, witness_dir)
+
+    def next_originate_id(self) -> int:
+        """Scenario labels of Originate calls (``originate-1``...), counted per simulator."""
+        with self.lock:
+            self._originates += 1
+            return self._originates
 
     # --- infrastructure ----------------------------------------------------------------------
     def emit(self, headers: Headers) -> None:
