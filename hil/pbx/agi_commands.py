@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Callable
 
 from drivers.asterisk.codec import split_agi_command
 from hil.pbx.agi_client import DEAD_CHANNEL, INVALID
-from hil.pbx.apps import SAMPLES_PER_MS, play, prompt_ms, run_app
+from hil.pbx.apps import play, prompt_ms, run_app
 from hil.pbx.channels import UP, Channel
+from hil.pbx.voicemail import record_file
 
 if TYPE_CHECKING:
     from hil.pbx.agi_client import AgiSession
@@ -251,24 +252,13 @@ def _database(s: "AgiSession", ch: Channel, argv: list[str]) -> object:
 
 
 def _record_file(s: "AgiSession", ch: Channel, argv: list[str]) -> object:
-    if len(argv) < 6:
+    """Writes the caller's message to a real file; the rules are in ``hil.pbx.voicemail``."""
+    outcome = record_file(s.pbx, ch, argv)
+    if outcome is None:
         return USAGE
-    escape, timeout = argv[4], int(argv[5]) if argv[5].lstrip("-").isdigit() else -1
-    pbx = s.pbx
-    with pbx.lock:
-        ch.dtmf_listening, ch.dtmf = True, []
-        start = pbx.now_ms()
-    pbx.wait_until(lambda: ch.hungup or any(d in escape for d in ch.dtmf), None if timeout < 0 else timeout)
-    with pbx.lock:
-        ch.dtmf_listening = False
-        endpos = int((pbx.now_ms() - start) * SAMPLES_PER_MS)
-        pressed = next((d for d in ch.dtmf if d in escape), None)
-        pbx.record("recorded", call=ch.call, channel=ch.name, file=argv[2])
-    if ch.hungup:
-        return ok(-1, "hangup", endpos=endpos)
-    if pressed:
-        return ok(ord(pressed), "dtmf", endpos=endpos)
-    return ok(0, "timeout", endpos=endpos)
+    if outcome.endpos is None:
+        return ok(outcome.result, outcome.data)
+    return ok(outcome.result, outcome.data, endpos=outcome.endpos)
 
 
 def _set_simple(field: str, result: int) -> Handler:

@@ -14,6 +14,8 @@ from hil.pbx.faults import Fault, parse_faults
 
 ANALOG, E1 = "analog", "e1"
 OUTSIDE_RESULTS = ("answer", "busy", "congestion", "no_answer", "unallocated")
+DTMF_KEYS = "0123456789*#ABCD"
+MESSAGE_ENDS = ("hangup", "silence")
 
 
 @dataclass
@@ -79,6 +81,8 @@ class TrunkCall:
     hangup_after_answer_ms: int | None = None  # from the edge's ANSWER
     hangup_after_talk_ms: int | None = None    # from being bridged to a person
     abandon_on_hold_ms: int | None = None      # from music on hold first starting, unless bridged first
+    message_ms: int | None = None  # RECORD FILE: speaks this long from the recording's start, then...
+    message_end: str = "#"         # ...keys this DTMF digit, or "hangup", or "silence" (stays, says nothing)
 
 
 @dataclass
@@ -261,7 +265,19 @@ def parse_call(data: dict[str, Any], path: str) -> TrunkCall:
         dtmf=dtmf, hangup_after_ms=r.int("hangup_after_ms"),
         hangup_after_answer_ms=r.int("hangup_after_answer_ms"),
         hangup_after_talk_ms=r.int("hangup_after_talk_ms"),
-        abandon_on_hold_ms=r.int("abandon_on_hold_ms"))
+        abandon_on_hold_ms=r.int("abandon_on_hold_ms"),
+        message_ms=r.int("message_ms"), message_end=parse_message_end(r, path))
+
+
+def parse_message_end(r: _Reader, path: str) -> str:
+    """A voicemail caller's last act: one DTMF key (quote ``"#"`` in YAML), hangup or silence."""
+    end = r.str("message_end", "#")
+    if end not in MESSAGE_ENDS and not (len(end) == 1 and end in DTMF_KEYS):
+        raise ScriptError(f"{path}.message_end: expected one DTMF key (0-9 * # A-D), hangup or silence, "
+                          f"got {end!r}")
+    if r.get("message_end") is not None and r.get("message_ms") is None:
+        raise ScriptError(f"{path}.message_end: needs message_ms (how long the caller speaks first)")
+    return end
 
 
 def parse_outside(data: dict[str, Any], path: str) -> OutsideParty:

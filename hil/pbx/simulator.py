@@ -11,6 +11,8 @@ It serves AMI on TCP and opens FastAGI sessions to the edge, like the real box::
 
 Recordings (AMI ``MixMonitor``) are real WAV files in ``spool_dir`` (Asterisk's monitor directory;
 a temporary one by default); a copy of each finished one goes to ``witness_dir`` when given.
+Voicemail (AGI ``RECORD FILE``) writes real files too (``hil.pbx.voicemail``); ``messages()`` lists
+them.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from hil.pbx.records import Record
 from hil.pbx.scripts import (OutsideParty, PhoneScript, TrunkCall, World, parse_call, parse_outside,
                              parse_phone)
 from hil.pbx.trunks import InboundCall
+from hil.pbx.voicemail import VoiceMessage
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +253,10 @@ class PbxSimulator:
         """Closed recordings, oldest first; ``ended`` says how (``crashed``: header never fixed)."""
         with self.pbx.lock:
             return [r.info() for r in self.pbx.mixmonitors.finished]
+
+    def messages(self, **match: Any) -> list[VoiceMessage]:
+        """Finished RECORD FILE messages, oldest first (``call="c1"``, ``ended="dtmf"``...)."""
+        return [VoiceMessage.from_record(r) for r in self.recorder.all("recorded", **match)]
 
     def idle(self) -> bool:
         """No live channel, no AGI session, and every scripted call and phone dial has started."""

@@ -23,6 +23,7 @@ from hil.pbx.dial import BUSY, CHANUNAVAIL, CONGESTION, DialAttempt, Leg
 from hil.pbx.pbx import TRUNK_CONTEXT
 from hil.pbx.phones import TalkTimer
 from hil.pbx.scripts import ANALOG, OutsideParty, TrunkCall
+from hil.pbx.voicemail import CallerMessage
 
 if TYPE_CHECKING:
     from hil.pbx.pbx import Pbx
@@ -110,6 +111,19 @@ class InboundCall:
         keys = self.inputs.pop(0)
         if keys:
             self.pbx.key_digits(ch, keys, self.call.key_delay_ms, self.call.inter_digit_ms)
+
+    def on_recording(self, ch: Channel) -> CallerMessage | None:
+        """RECORD FILE started recording (after its beep): the caller speaks ``message_ms``, then
+        keys ``message_end``, hangs up, or stays silent. None: no message scripted, the caller
+        talks until the recording ends."""
+        call = self.call
+        if call.message_ms is None:
+            return None
+        if call.message_end == "hangup":
+            self.timers.append(self.pbx.later(call.message_ms, self.hang_up, "message-hangup"))
+        elif call.message_end != "silence":
+            self.pbx.key_digits(ch, call.message_end, call.message_ms, call.inter_digit_ms)
+        return CallerMessage(call.message_ms, call.message_end)
 
     def on_hungup(self, ch: Channel) -> None:
         for timer in self.timers:
