@@ -25,6 +25,8 @@ class Phase(str, Enum):
     CALLBACK_OFFER = "callback_offer"    # inbound: "press 1 for a callback" (INB-9)
     CALLBACK_NUMBER = "callback_number"  # inbound: keying the number to call back
     CALLBACK = "callback"        # a callback: the agent answered, the customer is being dialled
+    TRANSFERRING = "transferring"  # inbound: redirected, waiting for FastAGI transfer
+    OUTSIDE = "outside"          # inbound: transferred to an outside number, DialOut running
     ROUTING = "routing"          # inbound: being placed (transient inside one event)
     WAITING_FOR_AGENT = "waiting_for_agent"  # inbound: holding for the last agent (sticky)
     QUEUED = "queued"            # inbound: in a group's queue with music on hold
@@ -79,4 +81,9 @@ class Call:
     legs: list[dict] = field(default_factory=list)  # other channels the call was bridged to
     task_key: str = ""           # the callback task a callback call works on
     rating: str = ""             # the caller's 1/2/3 after the agent hung up (INB-12)
+    transfer_to: str = ""        # a blind transfer in progress: its target (TEL-2)
+    prior_talk_s: float = 0.0    # talk time with agents before the last transfer
+    leg_answered_at: float | None = None  # when the current agent answered
+    forwarded: set[str] = field(default_factory=set)  # forward targets tried (no loops)
+    data: dict = field(default_factory=dict)  # call data that follows a transfer (notes...)
     period: str = ""             # the group calendar's period at arrival (open, holiday...)

@@ -29,6 +29,8 @@ def cdr_record(call: Call, ended_at: float, hung_up_by: str, cause: int,
     talk_s = 0.0
     if answered_at is not None:
         talk_s = call.reported_talk_s if call.reported_talk_s else ended_at - answered_at
+        if call.prior_talk_s and call.reported_talk_s:
+            talk_s = call.prior_talk_s + call.reported_talk_s  # agents before a transfer
     wait_end = answered_at if answered_at is not None else ended_at
     record = {
         "call_id": call.call_id,

@@ -190,6 +190,17 @@ class OriginateCallback(Command):
 
 
 @dataclass(frozen=True)
+class RedirectCall(Command):
+    """AMI ``Redirect``: send the caller's channel out of its bridge to ``context``/``exten``
+    (a blind transfer: context ``transfer`` brings it back to FastAGI ``transfer`` with the
+    target). Answered by ``CallTransferred`` when the new session arrives, or ``TransferFailed``."""
+    call_id: str
+    channel: str
+    context: str
+    exten: str
+
+
+@dataclass(frozen=True)
 class WriteCdr(Command):
     """Persist one call detail record; ``record`` holds the columns of the store's ``cdrs`` table."""
     record: dict[str, Any] = field(default_factory=dict)

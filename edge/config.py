@@ -133,6 +133,8 @@ class AgentConfig:
     logged_in: bool = True
     wrap_up_s: float = 5.0
     roam_when_away: bool = False  # INB-8: while away, calls for this agent ring ``mobile``
+    forward_busy: str = ""        # TEL-2 遇忙转接: an extension or outside number
+    forward_no_answer: str = ""
     record_inbound: str = ""   # always | never | on_demand; "" = the [recording] default
     record_outbound: str = ""
 
@@ -419,6 +421,8 @@ def _read_agent(t: TableReader) -> AgentConfig:
         logged_in=t.flag("logged_in", True),
         wrap_up_s=t.number("wrap_up_s", 5.0, minimum=0),
         roam_when_away=t.flag("roam_when_away", False),
+        forward_busy=t.digits("forward_busy", ""),
+        forward_no_answer=t.digits("forward_no_answer", ""),
         record_inbound=t.text("record_inbound", "", choices=RECORD_POLICIES),
         record_outbound=t.text("record_outbound", "", choices=RECORD_POLICIES),
     )

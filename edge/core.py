@@ -25,7 +25,8 @@ from edge.clock import Clock
 from edge.commands import Command
 from edge.config import EdgeConfig
 from edge.desk import DeskFlow
-from edge.events import (AgentAnswered, CallbackAnswered, CallbackFailed, AgentLogin, AgentLogout, AgentSetAway, AgentSetBusy,
+from edge.events import (AgentAnswered, CallbackAnswered, CallbackFailed, CallTransferred,
+                         TransferFailed, TransferRequest, AgentLogin, AgentLogout, AgentSetAway, AgentSetBusy,
                          CallHungUp, CallOffered, ChannelsSnapshot, CommandDone, Event,
                          ExtensionDialled, LinkChanged, LookupDone, RecordingFailed,
                          RecordingToggle, Tick)
@@ -108,6 +109,7 @@ class Core:
         self.recording = CallRecording(self.sb)
         self.inbound = InboundFlow(self.sb, self.recording, open_callbacks)
         self.callbacks = self.inbound.callbacks
+        self.transfers = self.inbound.transfers
         self.desk = DeskFlow(self.sb, self.recording)
         self._zone = ZoneInfo(config.edge.timezone)
         self._next_midnight = self._midnight_after(clock.now())
@@ -127,6 +129,9 @@ class Core:
             LookupDone: self.inbound.ivr.lookup_done,
             CallbackAnswered: self.callbacks.answered,
             CallbackFailed: self.callbacks.phone_failed,
+            TransferRequest: self.transfers.request,
+            CallTransferred: self.transfers.arrived,
+            TransferFailed: self.transfers.failed,
             RecordingFailed: self.recording.failed,
             ChannelsSnapshot: self._channels_snapshot,
         }
@@ -139,6 +144,8 @@ class Core:
             "callback_offer":
                 lambda call_id: self._with_call(call_id, self.callbacks.offer_due),
             "callback_retry": self._callback_retry,
+            "transfer_wait":
+                lambda call_id: self._with_call(call_id, self.transfers.wait_expired),
         }
 
     # --- the contract ------------------------------------------------------------------------
@@ -174,6 +181,8 @@ class Core:
             self.callbacks.dial_done(call, event)
         elif call.direction != INBOUND:
             self.desk.action_done(call, event)
+        elif call.phase is Phase.OUTSIDE:
+            self.transfers.outside_done(call, event)
         elif call.phase is Phase.IVR:
             self.inbound.ivr.command_done(call, event)
         elif call.phase in (Phase.CALLBACK_OFFER, Phase.CALLBACK_NUMBER):
@@ -207,6 +216,9 @@ class Core:
         call = self.sb.calls.get(event.call_id)
         if call is None:
             return  # already closed (our own Hangup): its CDR is written
+        if call.phase is Phase.TRANSFERRING:
+            self.transfers.old_session_gone(call)  # the redirect, not the caller
+            return
         self.sb.close(call, self._who_hung_up(call, event.by), event.cause, event.cause_txt)
 
     @staticmethod

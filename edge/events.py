@@ -132,6 +132,30 @@ class CallbackFailed(Event):
 
 
 @dataclass(frozen=True)
+class TransferRequest(Event):
+    """An agent (API) transfers their call (TEL-2): ``target`` is an extension, ``queue:<group>``
+    or an outside number; ``data`` (customer, notes) goes with the call to the next agent."""
+    agent_id: str
+    target: str
+    data: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CallTransferred(Event):
+    """FastAGI ``transfer``: the redirected caller's channel is back at the edge, for ``target``."""
+    call_id: str
+    channel: str
+    target: str
+
+
+@dataclass(frozen=True)
+class TransferFailed(Event):
+    """Asterisk refused the ``Redirect`` (the channel is gone)."""
+    call_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class LookupDone(Event):
     """The store's answer to a ``Lookup``: ``values`` are text (amounts as decimal strings)."""
     call_id: str

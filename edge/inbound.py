@@ -42,6 +42,7 @@ from edge.events import AgentAnswered, CallOffered, CommandDone
 from edge.hours import BREAK, CLOSED, HOLIDAY, OPEN
 from edge.ivr_calls import IvrCalls
 from edge.rating import Rating
+from edge.transfers import Transfers
 from edge.callbacks import Callbacks
 from typing import Iterable
 from edge.numbers import national_number
@@ -55,6 +56,8 @@ ANALOG_DID = ("", "s")  # analog lines deliver no DID: the trunk's own number st
 OVERFLOW_PROMPTS = {"voicemail": "cc/overflow-voicemail", "callback": "cc/overflow-callback",
                     "hangup": "cc/all-agents-busy"}
 CALL_REJECTED = (21, "Call Rejected")
+# rules that ring one chosen agent, where the agent's own forwarding (遇忙转接) applies
+DIRECT_RULES = ("vip", "last_agent", "transfer", "forward_busy", "forward_noanswer")
 CLOSED_PROMPTS = {BREAK: "cc/closed-break", CLOSED: "cc/closed", HOLIDAY: "cc/closed-holiday"}
 
 
@@ -66,6 +69,7 @@ class InboundFlow:
         self.ivr = IvrCalls(sb, recording, self.place, self.voicemail)
         self.rating = Rating(sb)
         self.callbacks = Callbacks(sb, open_callbacks)
+        self.transfers = Transfers(sb, self)
         self._trunk_numbers = {t.channel: t.number for t in sb.config.trunks if t.number}
         sb.on_agent_idle = self.agent_idle
 
@@ -341,7 +345,9 @@ class InboundFlow:
         if answerer is not ringing:
             sb.release(ringing, call, wrap_up=False)
             call.agent_id, call.extension = answerer.id, answerer.extension
-        call.phase, call.answered_at, call.overflow_due = Phase.TALKING, at, False
+        call.phase, call.overflow_due = Phase.TALKING, False
+        call.answered_at = at if call.answered_at is None else call.answered_at  # first answer
+        call.leg_answered_at = at
         sb.timers.cancel(("max_wait", call.call_id))
         answerer.missed_rings = 0
         sb.board.count_answered(answerer)
@@ -365,6 +371,9 @@ class InboundFlow:
             sb.emit(Hangup(call.call_id, reason="agent hung up"))
             sb.close(call, "agent")
             return
+        if call.phase is Phase.TRANSFERRING:
+            self.transfers.dial_returned(call, event)
+            return
         if call.phase is not Phase.RINGING:
             return
         agent = sb.board.agents[call.agent_id]
@@ -376,6 +385,15 @@ class InboundFlow:
         status = event.status or "FAILED"
         sb.notify("call.ring_failed", call_id=call.call_id, agent_id=agent.id, status=status)
         call.agent_id, call.extension = "", ""
+        if call.rule in DIRECT_RULES and status in ("BUSY", "NOANSWER") \
+                and agent.config.forward_busy + agent.config.forward_no_answer:
+            reason = sb.ring_failed(agent, sb.groups[call.group], status)
+            call.phase = Phase.ROUTING
+            forwarded = self.transfers.forward(call, agent.id, status)
+            if not forwarded:
+                self.place(call)
+            sb.release(agent, call, wrap_up=False, reason=reason)
+            return
         if call.roam_only:  # out of hours: only the on-call mobiles, then the closed prompt
             sb.release(agent, call, wrap_up=False)
             if not self._roam_on_call(call, sb.groups[call.group]):

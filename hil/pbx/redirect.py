@@ -4,9 +4,11 @@ A channel in a bridge leaves it (the other party's Dial returns). A channel runn
 ``HANGUP`` line and dead-channel answers, as Asterisk's async goto looks like a hang-up to
 ``res_agi.c``; when the edge closes that session the channel continues at the new place.
 
-New places, by the simulator's dialplan convention: an extension that is a scripted desk phone is
-dialled (a blind transfer, ``Dial(PJSIP/<ext>,60)``); anything else opens the edge's FastAGI
-script named after the context, with the extension as ``agi_arg_1``.
+New places, by the simulator's dialplan convention: in the contexts the edge's generated dialplan
+hands to its FastAGI (``EDGE_CONTEXTS``: ``transfer``, ``callback``) every extension opens the
+script of that name with the extension as ``agi_arg_1``; elsewhere an extension that is a scripted
+desk phone is dialled (a blind transfer, ``Dial(PJSIP/<ext>,60)``) and anything else opens the
+edge's FastAGI script named after the context.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from hil.pbx.pbx import Pbx
 
 TRANSFER_RING_S = 60
+EDGE_CONTEXTS = frozenset({"transfer", "callback"})
 
 
 def redirect(pbx: "Pbx", ch: Channel, context: str, exten: str) -> None:
@@ -43,7 +46,7 @@ def run_target(pbx: "Pbx", ch: Channel, context: str, exten: str) -> None:
             return
         ch.redirect = None
         ch.context, ch.exten, ch.priority = context, exten, 1
-    if exten in pbx.world.phones:
+    if exten in pbx.world.phones and context not in EDGE_CONTEXTS:
         run_app(pbx, ch, "Dial", f"PJSIP/{exten},{TRANSFER_RING_S}")
         with pbx.lock:
             if not ch.hungup and ch.redirect is None:
