@@ -114,6 +114,15 @@ class IvrSection:
 
 
 @dataclass(frozen=True)
+class ApiSection:
+    """The local HTTP API (``edge.api``): loopback by default, no authentication yet; port 0
+    picks a free one (tests)."""
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
 class TrunkConfig:
     """One trunk channel (``DAHDI/<channel>-1``); ``number`` is the line's own number (its DID)."""
     channel: int
@@ -249,6 +258,7 @@ class EdgeConfig:
     ivr: IvrSection = IvrSection()
     rating: RatingSection = RatingSection()
     roaming: RoamingSection = RoamingSection()
+    api: ApiSection = ApiSection()
     flows: Mapping[str, Flow] = field(default_factory=dict)
 
     def group(self, name: str) -> GroupConfig:
@@ -288,11 +298,15 @@ def parse_config(data: Mapping[str, Any], base_dir: str | Path | None = None) ->
     ivr = _read_ivr(root.table("ivr"), base_dir)
     rating = _read_rating(root.table("rating"))
     roaming = _read_roaming(root.table("roaming"))
+    api_table = root.table("api")
+    api = ApiSection(enabled=api_table.flag("enabled", True), host=api_table.text("host", "127.0.0.1"),
+                     port=api_table.integer("port", 8080, minimum=0, maximum=65535))
+    api_table.finish()
     root.finish()
     flows = load_flows(ivr.flows_dir, ivr.prompt_dirs) if ivr.flows_dir else {}
     config = EdgeConfig(edge, asterisk, trunks, agents, groups, routing, codes,
                         recording=recording, calendars=MappingProxyType(calendars), ivr=ivr,
-                        flows=MappingProxyType(flows), rating=rating, roaming=roaming)
+                        flows=MappingProxyType(flows), rating=rating, roaming=roaming, api=api)
     _check_references(config)
     return config
 

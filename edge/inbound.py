@@ -215,7 +215,7 @@ class InboundFlow:
         sb.notify("call.ringing", call_id=call.call_id, agent_id=agent.id,
                   extension=agent.extension, caller=call.caller, region=str(call.region or ""),
                   group=call.group, rule=rule, flagged=call.flagged, vip=bool(call.vip_owner),
-                  mobile=call.roaming_to)
+                  mobile=call.roaming_to, data=dict(call.data))
 
     def _wait_for(self, call: Call, agent: Agent) -> None:
         sb = self.sb

@@ -24,6 +24,7 @@ from edge.regions import RegionResolver
 from edge.store import Store, StoreError
 
 if TYPE_CHECKING:
+    from edge.api import EdgeApi
     from edge.recordings.service import RecordingService
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class EdgeRuntime:
         factory = driver_factory or self._asterisk_driver
         self.driver = factory(self.events.put)
         self.recordings = self._recording_service() if config.recording.enabled else None
+        self.api: "EdgeApi | None" = None
         self._listeners: list[Callable[[Command], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -113,8 +115,15 @@ class EdgeRuntime:
         self.driver.start()
         if self.recordings is not None:
             self.recordings.start()
+        if self.config.api.enabled:
+            from edge.api import EdgeApi
+
+            self.api = EdgeApi(self, self.config.api.host, self.config.api.port)
+            self.api.start()
 
     def stop(self) -> None:
+        if self.api is not None:
+            self.api.stop()
         self.driver.stop()
         self._stop.set()
         if self._thread:

@@ -9,6 +9,9 @@ A scenario may carry two keys the simulator does not read:
           agent_id: a8001, min_s: 19, max_s: 21}``. Every recording that is done is also checked
           against the simulator's witness copy of its WAV: the MP3 must decode to the same audio
           (duration within max(1 %, 200 ms), correlation >= 0.9 after alignment).
+``api``   calls to the edge's HTTP API at scripted times after the world starts, e.g.
+          ``- {at_ms: 12000, post: /api/agents/a8001/transfer, body: {target: "8002"}}``; the
+          replies are kept in ``EdgeRun.api_replies``.
 ``customers``  rows for the edge's customer cache before the call, e.g. ``- {id: k1, name: 王五,
           member_no: "12345678", numbers: ["13800138000"], accounts: [{id: acc1, balance: "1234.56"}]}``.
 ``clock``  the edge's virtual start time (ISO 8601 with offset), e.g. a public holiday.
@@ -20,7 +23,11 @@ A scenario may carry two keys the simulator does not read:
 from __future__ import annotations
 
 import copy
+import json
 import os
+import threading
+import urllib.error
+import urllib.request
 import socket
 import time
 import tomllib
@@ -83,6 +90,7 @@ class EdgeRun:
     cdr_checks: list[CdrCheck] = field(default_factory=list)
     runtime: EdgeRuntime | None = None
     recordings: list[dict[str, Any]] = field(default_factory=list)
+    api_replies: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -113,9 +121,14 @@ def run_with_edge(source: str | Path | dict[str, Any], workdir: Path,
         runtime.store.upsert_customer(row, row.pop("numbers", ()), row.pop("accounts", ()))
     started: list[EdgeRuntime] = []
 
-    def start_edge(_sim: PbxSimulator) -> None:
+    api_replies: list[dict[str, Any]] = []
+
+    def start_edge(sim: PbxSimulator) -> None:
         runtime.start()
         started.append(runtime)
+        if data.get("api"):
+            threading.Thread(target=_api_script, args=(sim, runtime, data["api"], api_replies),
+                             name="harness-api", daemon=True).start()
 
     def simulator(world: Any, time_scale: float) -> PbxSimulator:
         return PbxSimulator(world, edge_host="127.0.0.1", agi_port=agi_port, ami_port=ami_port,
@@ -133,10 +146,32 @@ def run_with_edge(source: str | Path | dict[str, Any], workdir: Path,
         checks += [_check_recordings(spec, recordings, calls) for spec in data.get("recordings") or []]
         checks += [_check_audio(row, workdir / "witness") for row in recordings
                    if row["state"] == "done"]
-        return EdgeRun(result, cdrs, checks, runtime, recordings)
+        return EdgeRun(result, cdrs, checks, runtime, recordings, api_replies)
     finally:
         if started:
             runtime.stop()
+
+
+def _api_script(sim: PbxSimulator, runtime: EdgeRuntime, actions: list[dict[str, Any]],
+                replies: list[dict[str, Any]]) -> None:
+    """POST each action to the edge's API when its scripted time after world start comes."""
+    while not sim.world_started_ms and sim.running:
+        time.sleep(0.005)
+    host, port = runtime.api.address if runtime.api else ("127.0.0.1", 0)
+    for action in sorted(actions, key=lambda a: a.get("at_ms", 0)):
+        due = sim.world_started_ms + float(action.get("at_ms", 0))
+        while sim.running and sim.pbx.now_ms() < due:
+            time.sleep(0.002)
+        body = json.dumps(action.get("body") or {}).encode("utf-8")
+        request = urllib.request.Request(f"http://{host}:{port}{action['post']}", data=body,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as reply:
+                replies.append({"post": action["post"], "status": reply.status,
+                                "body": json.loads(reply.read())})
+        except urllib.error.HTTPError as exc:
+            replies.append({"post": action["post"], "status": exc.code,
+                            "body": json.loads(exc.read() or b"{}")})
 
 
 def _install_prompts(prompts: dict[str, Any], folder: Path) -> None:

@@ -34,11 +34,11 @@ from drivers.asterisk.session import AmiSettings
 from drivers.asterisk.transport import BackoffPolicy
 from edge.commands import (
     CallCommand, Command, CreateTask, EncodeRecording, ForceHangup, Lookup, MuteRecording, Notify,
-    OriginateCallback, StartRecording, StopRecording, UpdateTask, WriteCdr,
+    OriginateCallback, RedirectCall, StartRecording, StopRecording, UpdateTask, WriteCdr,
 )
 from edge.events import (
     AgentAnswered, CallbackAnswered, CallbackFailed, CallOffered, ChannelsSnapshot, Event,
-    ExtensionDialled, LinkChanged, RecordingFailed,
+    ExtensionDialled, LinkChanged, RecordingFailed, CallTransferred, TransferFailed,
 )
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ class AsteriskDriver:
         self._lock = threading.Lock()
         self._link_was_down = False
         self.fastagi = FastAgiServer(fastagi, {"incoming": self._incoming, "dial": self._dial,
-                                               "callback": self._callback})
+                                               "callback": self._callback,
+                                               "transfer": self._transfer})
         self.ami: AmiClient | None = None
         if ami is not None:
             self.ami = AmiClient(ami.scaled(time_scale), on_link=self._on_link, sleep=sleep, profile=profile)
@@ -129,6 +130,8 @@ class AsteriskDriver:
                 self._to_call(command)
             elif isinstance(command, ForceHangup):
                 self._ami_pool.submit(self._force_hangup, command.channel_prefix)
+            elif isinstance(command, RedirectCall):
+                self._ami_pool.submit(self._redirect, command)
             elif isinstance(command, OriginateCallback):
                 self._ami_pool.submit(self._originate_callback, command)
             elif isinstance(command, (StartRecording, StopRecording, MuteRecording)):
@@ -175,6 +178,17 @@ class AsteriskDriver:
             log.error("%s on %s failed: %s", type(command).__name__, command.channel, exc)
             if isinstance(command, StartRecording):
                 self._post(RecordingFailed(command.call_id, command.file, str(exc)))
+
+    def _redirect(self, command: RedirectCall) -> None:
+        """Blind transfer: the caller's channel leaves its bridge for context ``transfer``."""
+        if self.ami is None:
+            self._post(TransferFailed(command.call_id, "AMI is not configured"))
+            return
+        try:
+            self.ami.redirect(command.channel, command.context, command.exten)
+        except AmiError as exc:
+            log.error("Redirect of %s failed: %s", command.channel, exc)
+            self._post(TransferFailed(command.call_id, str(exc)))
 
     def _originate_callback(self, command: OriginateCallback) -> None:
         """Ring the agent; on answer Asterisk runs context ``callback`` (FastAGI ``callback``
@@ -248,11 +262,17 @@ class AsteriskDriver:
                                  extension=phone_extension(request.channel), number=number)
         self._run_call(request, event)
 
-    def _run_call(self, request: FastAgiRequest, offer: Event) -> None:
+    def _transfer(self, request: FastAgiRequest) -> None:
+        """A redirected caller is back (context ``transfer``): arg1 is the target."""
+        target = request.args[0] if request.args else _known(request.env.get("agi_extension"))
+        event = CallTransferred(call_id=request.uniqueid, channel=request.channel, target=target)
+        self._run_call(request, event, replaces=True)
+
+    def _run_call(self, request: FastAgiRequest, offer: Event, replaces: bool = False) -> None:
         """Register the call before the core hears of it, so its first command finds the session."""
         call = CallSession(request, self._post, self._idle_poll_s)
         with self._lock:
-            if call.call_id in self._calls:
+            if call.call_id in self._calls and not replaces:
                 log.error("call %s: a second FastAGI session for the same Uniqueid replaces the first",
                           call.call_id)
             self._calls[call.call_id] = call

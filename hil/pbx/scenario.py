@@ -43,7 +43,7 @@ from hil.pbx.simulator import PbxSimulator
 WORLD_KEYS = ("phones", "trunks", "calls", "outside", "prompts", "strict_prompts", "faults")
 RUN_KEYS = ("name", "description", "time_scale", "duration_ms", "settle_ms", "wait_for_edge", "expect")
 # Read by hil/harness.py, which starts the edge under test itself; the runner passes them by.
-EDGE_KEYS = ("edge", "cdrs", "clock", "recordings", "customers")
+EDGE_KEYS = ("edge", "cdrs", "clock", "recordings", "customers", "api")
 SimFactory = Callable[[World, float], PbxSimulator]
 
 
