@@ -27,6 +27,7 @@ class Phase(str, Enum):
     CALLBACK = "callback"        # a callback: the agent answered, the customer is being dialled
     TRANSFERRING = "transferring"  # inbound: redirected, waiting for FastAGI transfer
     OUTSIDE = "outside"          # inbound: transferred to an outside number, DialOut running
+    VOICEMAIL = "voicemail"      # inbound: the caller is leaving a message (INB-13)
     ROUTING = "routing"          # inbound: being placed (transient inside one event)
     WAITING_FOR_AGENT = "waiting_for_agent"  # inbound: holding for the last agent (sticky)
     QUEUED = "queued"            # inbound: in a group's queue with music on hold
@@ -81,6 +82,7 @@ class Call:
     legs: list[dict] = field(default_factory=list)  # other channels the call was bridged to
     task_key: str = ""           # the callback task a callback call works on
     rating: str = ""             # the caller's 1/2/3 after the agent hung up (INB-12)
+    voicemail_box: str = ""      # the box a message is being left in
     transfer_to: str = ""        # a blind transfer in progress: its target (TEL-2)
     prior_talk_s: float = 0.0    # talk time with agents before the last transfer
     leg_answered_at: float | None = None  # when the current agent answered

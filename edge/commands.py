@@ -48,6 +48,17 @@ class Say(CallCommand):
 
 
 @dataclass(frozen=True)
+class RecordMessage(CallCommand):
+    """AGI ``RECORD FILE <path> wav "#" <max ms> 0 beep s=<silence>``: the caller leaves a
+    message (INB-13); ``path`` is absolute, without extension. Finishes with
+    ``CommandDone("RecordMessage", status=dtmf|timeout|silence)``; a caller who hangs up
+    mid-message ends it with ``CallHungUp`` and the file keeps what was said."""
+    path: str
+    max_s: int = 120
+    silence_s: int = 5
+
+
+@dataclass(frozen=True)
 class HoldMusic(CallCommand):
     """AGI ``SET MUSIC ON <moh_class>``: the caller hears music while the session waits for the core."""
     moh_class: str = "default"

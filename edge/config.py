@@ -114,6 +114,16 @@ class IvrSection:
 
 
 @dataclass(frozen=True)
+class VoicemailSection:
+    """Voicemail (INB-13): the caller's message is recorded by Asterisk into the recording
+    spool dir and encoded like a call recording, filed under ``voicemail-<box>``."""
+    max_s: int = 120
+    silence_s: int = 5
+    greeting: str = "cc/voicemail-greeting"
+    thanks: str = "cc/voicemail-thanks"
+
+
+@dataclass(frozen=True)
 class ApiSection:
     """The local HTTP API (``edge.api``): loopback by default, no authentication yet; port 0
     picks a free one (tests)."""
@@ -259,6 +269,7 @@ class EdgeConfig:
     rating: RatingSection = RatingSection()
     roaming: RoamingSection = RoamingSection()
     api: ApiSection = ApiSection()
+    voicemail: VoicemailSection = VoicemailSection()
     flows: Mapping[str, Flow] = field(default_factory=dict)
 
     def group(self, name: str) -> GroupConfig:
@@ -302,11 +313,19 @@ def parse_config(data: Mapping[str, Any], base_dir: str | Path | None = None) ->
     api = ApiSection(enabled=api_table.flag("enabled", True), host=api_table.text("host", "127.0.0.1"),
                      port=api_table.integer("port", 8080, minimum=0, maximum=65535))
     api_table.finish()
+    vm = root.table("voicemail")
+    voicemail = VoicemailSection(
+        max_s=vm.integer("max_s", 120, minimum=5, maximum=600),
+        silence_s=vm.integer("silence_s", 5, minimum=0, maximum=60),
+        greeting=vm.text("greeting", "cc/voicemail-greeting"),
+        thanks=vm.text("thanks", "cc/voicemail-thanks"))
+    vm.finish()
     root.finish()
     flows = load_flows(ivr.flows_dir, ivr.prompt_dirs) if ivr.flows_dir else {}
     config = EdgeConfig(edge, asterisk, trunks, agents, groups, routing, codes,
                         recording=recording, calendars=MappingProxyType(calendars), ivr=ivr,
-                        flows=MappingProxyType(flows), rating=rating, roaming=roaming, api=api)
+                        flows=MappingProxyType(flows), rating=rating, roaming=roaming, api=api,
+                        voicemail=voicemail)
     _check_references(config)
     return config
 

@@ -181,6 +181,8 @@ class Core:
             self.callbacks.dial_done(call, event)
         elif call.direction != INBOUND:
             self.desk.action_done(call, event)
+        elif call.phase is Phase.VOICEMAIL:
+            self.inbound.voicemail_box.recorded(call, event)
         elif call.phase is Phase.OUTSIDE:
             self.transfers.outside_done(call, event)
         elif call.phase is Phase.IVR:

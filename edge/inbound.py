@@ -43,6 +43,7 @@ from edge.hours import BREAK, CLOSED, HOLIDAY, OPEN
 from edge.ivr_calls import IvrCalls
 from edge.rating import Rating
 from edge.transfers import Transfers
+from edge.voicemail import Voicemail
 from edge.callbacks import Callbacks
 from typing import Iterable
 from edge.numbers import national_number
@@ -70,6 +71,7 @@ class InboundFlow:
         self.rating = Rating(sb)
         self.callbacks = Callbacks(sb, open_callbacks)
         self.transfers = Transfers(sb, self)
+        self.voicemail_box = Voicemail(sb)
         self._trunk_numbers = {t.channel: t.number for t in sb.config.trunks if t.number}
         sb.on_agent_idle = self.agent_idle
 
@@ -140,6 +142,10 @@ class InboundFlow:
         if group.out_of_hours == "roam" and self._roam_on_call(call, group):
             return False  # handled: ringing an on-call mobile
         call.disposition, call.rule = "closed", f"hours:{period.kind}"
+        if group.out_of_hours == "voicemail":
+            self.voicemail(call, group.name, prompt)
+            call.disposition = "closed"  # out of hours; the message is in the recordings
+            return False
         sb.emit(Play(call.call_id, prompt), Hangup(call.call_id, reason=f"closed:{period.kind}"))
         sb.close(call, "system")
         return False
@@ -267,6 +273,9 @@ class InboundFlow:
             self.place(call)
             return
         action = "hangup" if target is not None else group.overflow
+        if action == "voicemail":
+            self.voicemail(call, group.name, OVERFLOW_PROMPTS["voicemail"])
+            return
         call.disposition = "no_agent" if reason == "no_agent" else "overflow"
         sb.emit(Play(call.call_id, OVERFLOW_PROMPTS[action]),
                 Hangup(call.call_id, reason=f"overflow:{action}"))
@@ -280,14 +289,9 @@ class InboundFlow:
         sb.emit(Play(call.call_id, prompt), Hangup(call.call_id, reason="no on-call agent"))
         sb.close(call, "system")
 
-    def voicemail(self, call: Call, box: str) -> None:
-        """An IVR flow sent the caller to voicemail. Taking the message (INB-13) is not built
-        yet: the caller hears the voicemail prompt and the call ends as ``voicemail``."""
-        self.sb.notify("call.voicemail", call_id=call.call_id, caller=call.caller, box=box)
-        call.disposition = "voicemail"
-        self.sb.emit(Play(call.call_id, OVERFLOW_PROMPTS["voicemail"]),
-                     Hangup(call.call_id, reason=f"voicemail:{box}"))
-        self.sb.close(call, "system")
+    def voicemail(self, call: Call, box: str, prompt: str = "") -> None:
+        """The caller leaves a message in ``box`` (an IVR step, an overflow, out of hours)."""
+        self.voicemail_box.take(call, box, prompt)
 
     # --- agents ------------------------------------------------------------------------------
 

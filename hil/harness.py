@@ -111,6 +111,7 @@ def run_with_edge(source: str | Path | dict[str, Any], workdir: Path,
     ami_port, agi_port = free_port(), free_port()
     overrides = {**(data.get("edge") or {}), **(config_overrides or {})}
     _install_prompts(data.get("prompts") or {}, workdir / "sounds")
+    (workdir / "spool").mkdir(exist_ok=True)  # Asterisk's monitor dir exists on a real box
     config = edge_config(overrides, store=workdir / "edge.sqlite3", ami_port=ami_port,
                          agi_port=agi_port, time_scale=scale)
     start = data.get("clock")
@@ -144,7 +145,8 @@ def run_with_edge(source: str | Path | dict[str, Any], workdir: Path,
         checks = [_check(spec, cdrs, calls) for spec in expected]
         recordings = _settled_recordings(runtime)
         checks += [_check_recordings(spec, recordings, calls) for spec in data.get("recordings") or []]
-        checks += [_check_audio(row, workdir / "witness") for row in recordings
+        messages = {m.file.name: m for m in result.simulator.messages()} if result.simulator else {}
+        checks += [_check_audio(row, workdir / "witness", messages) for row in recordings
                    if row["state"] == "done"]
         return EdgeRun(result, cdrs, checks, runtime, recordings, api_replies)
     finally:
@@ -253,20 +255,24 @@ def _check_recordings(spec: dict[str, Any], rows: list[dict[str, Any]],
     return CdrCheck(label, True)
 
 
-def _check_audio(row: dict[str, Any], witness_dir: Path) -> CdrCheck:
-    """The MP3 decodes to the audio the simulated Asterisk wrote (its witness copy of the WAV)."""
+def _check_audio(row: dict[str, Any], witness_dir: Path, messages: dict[str, Any]) -> CdrCheck:
+    """The MP3 decodes to the audio the simulated Asterisk wrote: its witness copy of a
+    MixMonitor WAV, or a voicemail's audio regenerated from the caller's script."""
     from edge.recordings.verify import correlate_aligned, decode
     from edge.recordings.wavfile import read_pcm
     import numpy as np
 
     label = {"audio of": row["file"]}
     witness = witness_dir / row["file"]
-    if not witness.is_file():
+    if row["file"] in messages:
+        reference, sample_rate = messages[row["file"]].expected_audio(), 8000
+    elif witness.is_file():
+        pcm, info = read_pcm(witness)
+        reference, sample_rate = np.frombuffer(pcm, dtype="<i2"), info.sample_rate
+    else:
         return CdrCheck(label, False, f"no witness copy {witness} (the PBX never closed it?)")
-    pcm, info = read_pcm(witness)
-    reference = np.frombuffer(pcm, dtype="<i2")
     decoded, rate = decode(Path(row["mp3_path"]).read_bytes())
-    wav_s, mp3_s = len(reference) / info.sample_rate, len(decoded) / rate
+    wav_s, mp3_s = len(reference) / sample_rate, len(decoded) / rate
     if abs(mp3_s - wav_s) > max(0.01 * wav_s, 0.2) + 0.072:  # + the encoder's 576-sample delay
         return CdrCheck(label, False, f"MP3 {mp3_s:.3f} s vs WAV {wav_s:.3f} s")
     if len(reference) < rate // 2:

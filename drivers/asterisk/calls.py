@@ -24,8 +24,8 @@ from drivers.asterisk.codec import AgiReply
 from drivers.asterisk.errors import AgiError, AgiHangup
 from drivers.asterisk.fastagi import FastAgiRequest
 from edge.commands import (
-    Answer, CallCommand, Collect, DialOut, HoldMusic, Hangup, PickupCall, Play, RingAgent, Say,
-    Spy,
+    Answer, CallCommand, Collect, DialOut, HoldMusic, Hangup, PickupCall, Play, RecordMessage,
+    RingAgent, Say, Spy,
 )
 from edge.events import CallHungUp, CommandDone, Event
 
@@ -152,6 +152,8 @@ class CallSession:
             self._done("Collect", digits=digits, timed_out=timed_out)
         elif isinstance(command, Say):
             self._say(command)
+        elif isinstance(command, RecordMessage):
+            self._record(command)
         elif isinstance(command, HoldMusic):
             agi.set_music(True, command.moh_class)
             self._music_on = True
@@ -188,6 +190,15 @@ class CallSession:
                 log.warning("call %s: SAY %s %r failed: %s", self.call_id, kind, value, reply.text)
         self._music_on = False
         self._done("Say")
+
+    def _record(self, command: RecordMessage) -> None:
+        """``RECORD FILE``; ``(dtmf)``, ``(timeout)`` or silence end it. A hang-up raises
+        ``AgiHangup`` from the reply, and the message on disk is still the caller's."""
+        reply = self.agi.run("RECORD FILE", quote_agi_arg(command.path), "wav", '"#"',
+                             command.max_s * 1000, 0, "beep", f"s={command.silence_s}")
+        self._music_on = False
+        ended = reply.data or ("dtmf" if reply.result not in ("0", "-1") else "timeout")
+        self._done("RecordMessage", status=ended, ok=reply.result != "-1")
 
     def _dial(self, name: str, dial_string: str, timeout_s: int) -> None:
         """``EXEC Dial``; ``result=-1`` after an answered far end hung up is normal, so the

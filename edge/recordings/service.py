@@ -247,6 +247,12 @@ class RecordingService:
             self._disk_full = False
             self._notify("recording.disk_ok", {})
         row = self.store.recording(file) or {}
+        meta = row.get("meta") or {}
+        if meta.get("kind") == "voicemail":
+            self._notify("voicemail.new", {
+                "box": meta.get("box", ""), "call_id": row.get("call_id", ""),
+                "caller": meta.get("caller", ""), "mp3_path": str(result.mp3_path),
+                "duration_s": round(result.duration_s, 3), "recovered": bool(meta.get("recovered"))})
         self._notify("recording.ready", {
             "file": file, "call_id": row.get("call_id", ""), "leg": row.get("leg", 1),
             "agent_id": row.get("agent_id", ""), "mp3_path": str(result.mp3_path),
@@ -288,8 +294,11 @@ def _meta(row: dict[str, Any]) -> RecordingMeta:
 
 
 def _call_id_of(file: str) -> str:
-    """``1795392187.42-2.wav`` -> ``1795392187.42`` (Uniqueids contain no dash)."""
+    """``1795392187.42-2.wav`` / ``1795392187.42-vm.wav`` -> ``1795392187.42`` (Uniqueids
+    contain no dash)."""
     stem = file[:-4] if file.endswith(".wav") else file
+    if stem.endswith("-vm"):
+        return stem[:-3]
     head, sep, leg = stem.rpartition("-")
     return head if sep and leg.isdigit() else stem
 

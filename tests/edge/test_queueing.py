@@ -1,8 +1,8 @@
 """Waiting callers: FIFO in arrival order, positions, VIP priority, and overflow."""
 from __future__ import annotations
 
-from edge.commands import Hangup, HoldMusic, Play
-from edge.events import AgentLogout
+from edge.commands import EncodeRecording, Hangup, HoldMusic, Play, RecordMessage
+from edge.events import AgentLogout, CommandDone
 from edge.queueing import NORMAL_PRIORITY, VIP_PRIORITY, WaitQueues
 
 
@@ -65,13 +65,19 @@ def test_max_wait_overflows_to_voicemail_with_a_cdr(make, data):
     h.clock.advance(20)
     h.offer("q2")
     assert h.core.next_deadline() == h.clock.now() + 40
-    commands = [c for c in h.tick(40) if isinstance(c, (Play, Hangup))]
-    assert commands == [Play("q1", "cc/overflow-voicemail"), Hangup("q1", "overflow:voicemail")]
-    assert h.cdr("q1")["disposition"] == "overflow" and h.cdr("q1")["wait_s"] == 60
+    commands = h.tick(40)
+    [play, record] = [c for c in commands if isinstance(c, (Play, RecordMessage, Hangup))]
+    assert play == Play("q1", "cc/overflow-voicemail")
+    assert record.path.endswith("/q1-vm") and record.max_s == 120   # INB-13: the message
     assert h.core.queue_position("q2") == 1
+    commands = h.send(CommandDone("q1", "RecordMessage", status="dtmf"))
+    assert Play("q1", "cc/voicemail-thanks") in commands
+    assert h.cdr("q1")["disposition"] == "voicemail" and h.cdr("q1")["wait_s"] == 60
+    [encode] = [c for c in commands if isinstance(c, EncodeRecording)]
+    assert (encode.file, encode.meta["kind"], encode.meta["box"]) == ("q1-vm.wav", "voicemail", "general")
     commands = h.tick(20)
     assert h.notifies("call.overflow", commands)[0]["action"] == "voicemail"
-    assert len(h.cdrs()) == 2
+    assert len(h.cdrs()) == 1  # q2 is leaving its message now
 
 
 def test_callback_and_hangup_overflows(make, data):
