@@ -126,6 +126,9 @@ def demo_config(*, time_scale: float, store: str | Path, ami_port: int, agi_port
     scale and extra trunk lines."""
     data = tomllib.loads(EXAMPLE_PATH.read_text(encoding="utf-8"))
     data["edge"].update(time_scale=time_scale, store=str(store))
+    workdir = Path(store).parent  # recordings next to the throw-away store, never in the package
+    data["recording"] = {"spool_dir": str(workdir / "spool"), "root": str(workdir / "recordings")}
+    data["api"] = {"port": 0}  # a free port, shown in the header
     data["asterisk"].update(ami_host="127.0.0.1", ami_port=ami_port,
                             fastagi_host="127.0.0.1", fastagi_port=agi_port)
     pri_did = next((t.get("did") for t in data["trunks"] if t.get("profile") == "pri"), "95555")
@@ -423,6 +426,8 @@ class LiveScreen:
         line1.append("● up" if link_up else "● down", style="green" if link_up else "bold red")
         if wide:
             line1.append(f" 127.0.0.1:{self.ports[0]}  ·  FastAGI 127.0.0.1:{self.ports[1]}", style="dim")
+            if status.get("api"):
+                line1.append(f"  ·  API http://{status['api']}/api/agents", style="dim")
         tally: Tally = status["tally"]
         counts = tally.counts()
         wait = tally.average_wait()
@@ -712,7 +717,7 @@ class _Demo:
             self.world = demo_world(base, self.seed)
             sim = PbxSimulator(self.world, edge_host="127.0.0.1",
                                agi_port=self.agi_port, ami_port=0, time_scale=self.time_scale,
-                               ami_users=users)
+                               ami_users=users, spool_dir=self.workdir / "spool")
             sim.start(scripts=False)
             self.sim = sim
             self.config = demo_config(time_scale=self.time_scale, store=self.workdir / "demo.sqlite3",
@@ -857,7 +862,8 @@ class _Demo:
                     no_line, no_line_at = len(self.sim.records("call_rejected")), started
                 cdrs = self._last_cdrs()
                 status = {"ami_up": self.ami_up, "tally": self.tally, "offered": self.feed.offered,
-                          "no_line": no_line, "log": list(self.tail.lines)}
+                          "no_line": no_line, "log": list(self.tail.lines),
+                          "api": "%s:%d" % self.runtime.api.address if self.runtime.api else ""}
                 live.update(screen.frame(snap, cdrs, list(self.events), status,
                                          console.width, console.height), refresh=True)
                 if self._finished():

@@ -39,7 +39,10 @@ from edge.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-SCAN_INTERVAL_S = 0.05       # real seconds between looks at pending WAVs
+SCAN_INTERVAL_S = 0.05       # real seconds between looks while a WAV is pending
+IDLE_INTERVAL_S = 1.0        # ... and while nothing is (a new EncodeRecording wakes it at once)
+ORPHAN_SCAN_S = 10.0         # real seconds between listings of the spool dir for orphans
+ORPHAN_BUSY_S = 0.25         # ... while some are waiting for their call to end
 DISK_FULL_RETRY_S = 30.0     # real seconds before a disk-full WAV is tried again
 MISSING_WAV_GRACE_S = 10.0   # virtual seconds a stopped row may wait for its WAV to appear
 
@@ -76,6 +79,8 @@ class RecordingService:
         self._in_flight: dict[str, futures.Future[RecordingResult]] = {}
         self._retry_at: dict[str, float] = {}
         self._disk_full = False
+        self._next_orphan_scan = 0.0  # the first scan is the crash recovery
+        self._orphans_seen: dict[str, dict[str, Any]] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -122,13 +127,18 @@ class RecordingService:
                 log.exception("recordings: store failed; trying again")
             except Exception:  # a bug here must not stop recordings for good
                 log.exception("recordings: scan failed; trying again")
-            self._wake.wait(SCAN_INTERVAL_S)
+            busy = bool(self._watch or self._in_flight or self._orphans_seen)
+            self._wake.wait(SCAN_INTERVAL_S if busy else IDLE_INTERVAL_S)
             self._wake.clear()
         self._collect_finished(wait=True)
 
     def _scan(self) -> None:
         rows = {row["file"]: row for row in self.store.recordings(state="stopped")}
-        orphans = self._orphans(rows)
+        now_real = time.monotonic()
+        orphans: dict[str, dict[str, Any]] = {}
+        if now_real >= self._next_orphan_scan:
+            orphans = self._orphans_seen = self._orphans(rows)
+            self._next_orphan_scan = now_real + (ORPHAN_BUSY_S if orphans else ORPHAN_SCAN_S)
         live = self._live_calls() if orphans else set()
         now = time.monotonic()
         for file, row in rows.items():

@@ -192,6 +192,12 @@ def edge_toml(spec: LoadSpec, ami_port: int, agi_port: int, store: Path) -> str:
         f"fastagi_port = {agi_port}",
         f"fastagi_workers = {spec.workers}",
         "",
+        "[recording]",  # this bench measures call handling; tests/bench/recording.py encoding
+        "enabled = false",
+        "",
+        "[api]",
+        "enabled = false",
+        "",
         "[[groups]]",
         'name = "sales"',
         'strategy = "extension_order"',
