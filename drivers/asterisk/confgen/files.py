@@ -68,6 +68,22 @@ def extensions_conf(site: Site) -> str:
     for pattern in ("_X", "_X.", "_*.", "_#.", "_+X."):
         lines += _agi_block(site, pattern, "dial", "desk")
     lines += ["exten => i,1,Congestion(5)", " same => n,Hangup()", ""]
+    lines += [
+        "[callback]",
+        "; A busy callback (INB-9): the edge Originates the agent's phone into this context with",
+        "; the customer's number as the extension; the edge then dials the customer.",
+    ]
+    for pattern in ("_X.", "_+X."):
+        lines += _agi_block(site, pattern, "callback", "desk")
+    lines += [
+        "",
+        "[transfer]",
+        "; A blind transfer (TEL-2): the edge Redirects the caller's channel here; the extension",
+        "; is the target (an extension, q-<queue> or an outside number), decided by the edge.",
+    ]
+    for pattern in ("_X.", "_q.", "_+X."):
+        lines += _agi_block(site, pattern, "transfer", "trunk")
+    lines += [""]
     lines += _edge_unreachable(site)
     lines += ["#tryinclude extensions_custom.conf", ""]
     return "\n".join(lines)
