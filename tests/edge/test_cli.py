@@ -62,3 +62,26 @@ def test_asterisk_conf_writes_the_snippets_from_the_edge_config(tmp_path: Path) 
     assert "agi://127.0.0.1:4573/incoming" in extensions and "agi://127.0.0.1:4573/dial" in extensions
     pjsip = (tmp_path / "conf" / "pjsip.conf").read_text(encoding="utf-8")
     assert "[8009]" in pjsip and "赵主管" in pjsip
+
+
+def test_check_config_rejects_an_invalid_ivr_flow_naming_the_step(tmp_path: Path) -> None:
+    """INB-11's bad input at load: a flow pointing at an unknown step stops the edge, not a call."""
+    sounds, flows = tmp_path / "sounds" / "cc", tmp_path / "flows"
+    sounds.mkdir(parents=True)
+    flows.mkdir()
+    for prompt in ("welcome", "menu"):
+        (sounds / f"{prompt}.wav").write_bytes(b"RIFF")
+    (flows / "main.yaml").write_text(
+        "id: main\nversion: 1\nstart: greet\nsteps:\n"
+        "  greet: {type: play, prompt: cc/welcome, next: menu}\n"
+        "  menu: {type: menu, prompt: cc/menu, options: {'1': cardz}, on_fail: bye}\n"
+        "  bye: {type: hangup}\n", encoding="utf-8")
+    config = tmp_path / "edge.toml"
+    config.write_text(EXAMPLE.read_text(encoding="utf-8").replace(
+        '# flows_dir = "flows"', 'flows_dir = "flows"').replace(
+        'prompt_dirs = ["/var/lib/asterisk/sounds/zh", "/var/lib/asterisk/sounds"]',
+        f'prompt_dirs = ["{(tmp_path / "sounds").as_posix()}"]'), encoding="utf-8")
+    done = edge("check-config", str(config))
+    assert done.returncode == 2, done.stdout
+    assert "step 'menu'" in done.stderr and "cardz" in done.stderr
+    assert "Traceback" not in done.stderr
