@@ -36,13 +36,20 @@ class CallRecording:
         if self.policy(agent, direction) == "always" and not call.recording_file:
             self.start(call, agent)
 
-    def start(self, call: Call, agent: Agent | None) -> None:
+    def answered_by_edge(self, call: Call) -> None:
+        """``from_answer``: an inbound call is recorded from the trunk's answer (the IVR too, with
+        its sensitive steps muted), not only once bridged; the agent is known at close."""
+        section = self.sb.config.recording
+        if section.enabled and section.from_answer and section.inbound == "always":
+            self.start(call, None, options="")
+
+    def start(self, call: Call, agent: Agent | None, options: str = "b") -> None:
         leg = len(call.recordings) + 1
         file = f"{call.call_id}-{leg}.wav"
         agent_id = agent.id if agent else ""
         call.recording_file = file
         call.recordings.append((leg, file, agent_id))
-        self.sb.emit(StartRecording(call.call_id, call.channel, file, leg, agent_id))
+        self.sb.emit(StartRecording(call.call_id, call.channel, file, leg, agent_id, options))
         self.sb.notify("recording.started", call_id=call.call_id, leg=leg, file=file,
                        agent_id=agent_id)
 

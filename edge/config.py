@@ -67,6 +67,7 @@ class RecordingSection:
     quality: int = 5
     workers: int = 0          # encoder processes; 0 = one per CPU core
     settle_s: float = 2.0     # a WAV must stop growing this long (virtual s) before it is encoded
+    from_answer: bool = False  # inbound "always": record from the trunk's answer, IVR included
 
     def policy(self, agent: "AgentConfig", direction: str) -> str:
         if not self.enabled:
@@ -373,6 +374,7 @@ def _read_recording(t: TableReader, base_dir: str | Path | None) -> RecordingSec
         quality=t.integer("quality", 5, minimum=0, maximum=9),
         workers=t.integer("workers", 0, minimum=0, maximum=64),
         settle_s=t.number("settle_s", 2.0, minimum=0),
+        from_answer=t.flag("from_answer", False),
     )
     t.finish()
     return section

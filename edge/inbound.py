@@ -98,6 +98,7 @@ class InboundFlow:
         if call.flagged:
             sb.notify("call.flagged", call_id=call.call_id, caller=call.caller, reason="blacklist")
         sb.emit(Answer(call.call_id))
+        self.recording.answered_by_edge(call)
         call.group, call.group_rule = sb.acd.group_for(did, call.region)
         flow = self.ivr.flow_for(did)
         if not self._within_hours(call, flow_decides=flow is not None):
