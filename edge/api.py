@@ -13,7 +13,8 @@ client sends can raise inside the core.
     POST /api/agents/<id>/state      {"state": "idle"|"busy"|"away"|"back"|"login"|"logout"}
     POST /api/agents/<id>/recording  {"on": true|false|null}     record on demand (REC-1)
     POST /api/agents/<id>/transfer   {"target": "8002"|"queue:cards"|"13900000000",
-                                      "data": {"notes": "..."}}   blind transfer (TEL-2)
+                                      "data": {"notes": "..."}, "mode": "blind"|"attended"}
+                                      transfer (TEL-2); attended consults an extension first
 
 The console issue adds authentication; until then the API listens on loopback by default.
 """
@@ -190,7 +191,11 @@ class EdgeApi:
             raise ApiError(HTTPStatus.BAD_REQUEST, "target: an extension, queue:<group> or number")
         if not isinstance(data, dict) or not all(isinstance(v, (str, int, float)) for v in data.values()):
             raise ApiError(HTTPStatus.BAD_REQUEST, "data: an object of text values")
-        return TransferRequest(agent_id, target.strip(), {str(k): str(v) for k, v in data.items()})
+        attended = body.get("mode", "blind")
+        if attended not in ("blind", "attended"):
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"mode: blind or attended, got {attended!r}")
+        return TransferRequest(agent_id, target.strip(), {str(k): str(v) for k, v in data.items()},
+                               attended == "attended")
 
 
 def _int(query: dict[str, str], key: str, default: int | None) -> Any:

@@ -86,6 +86,10 @@ class Call:
     transfer_to: str = ""        # a blind transfer in progress: its target (TEL-2)
     prior_talk_s: float = 0.0    # talk time with agents before the last transfer
     leg_answered_at: float | None = None  # when the current agent answered
+    agent_channel: str = ""      # the answering agent's channel (AMI DialEnd DestChannel)
+    hold_since: float | None = None
+    hold_s: float = 0.0          # time the customer spent on hold (music)
+    consult_to: str = ""         # an attended transfer's target while the agent consults
     forwarded: set[str] = field(default_factory=set)  # forward targets tried (no loops)
     data: dict = field(default_factory=dict)  # call data that follows a transfer (notes...)
     period: str = ""             # the group calendar's period at arrival (open, holiday...)

@@ -16,7 +16,7 @@ CDR_FIELDS = (
     "call_id", "direction", "caller", "callee", "trunk", "agent_id", "extension", "group", "rule",
     "region", "flagged", "started_at", "answered_at", "ended_at", "wait_s", "talk_s",
     "hangup_cause", "hangup_cause_txt", "hung_up_by", "disposition", "code", "ivr",
-    "rating", "legs",
+    "rating", "legs", "hold_s",
 )
 HUNG_UP_BY = ("caller", "agent", "system")
 DISPOSITIONS = ("answered", "abandoned", "rejected", "overflow", "no_agent", "failed", "completed",
@@ -57,6 +57,7 @@ def cdr_record(call: Call, ended_at: float, hung_up_by: str, cause: int,
         "ivr": call.ivr_trace,
         "rating": call.rating,
         "legs": json.dumps(call.legs, ensure_ascii=False) if call.legs else "",
+        "hold_s": round(call.hold_s + (ended_at - call.hold_since if call.hold_since else 0.0), 3),
     }
     return record
 

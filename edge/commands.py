@@ -212,6 +212,17 @@ class RedirectCall(Command):
 
 
 @dataclass(frozen=True)
+class ConsultTransfer(Command):
+    """AMI ``Atxfer`` on the agent's channel: the caller holds (music), the agent's phone calls
+    ``exten`` in ``context``; when the agent hangs up, Asterisk bridges the caller with the
+    target and reports ``AttendedTransfer``."""
+    call_id: str
+    agent_channel: str
+    exten: str
+    context: str = "consult"
+
+
+@dataclass(frozen=True)
 class WriteCdr(Command):
     """Persist one call detail record; ``record`` holds the columns of the store's ``cdrs`` table."""
     record: dict[str, Any] = field(default_factory=dict)

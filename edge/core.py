@@ -25,7 +25,8 @@ from edge.clock import Clock
 from edge.commands import Command
 from edge.config import EdgeConfig
 from edge.desk import DeskFlow
-from edge.events import (AgentAnswered, CallbackAnswered, CallbackFailed, CallTransferred,
+from edge.events import (AgentAnswered, AttendedTransferred, CallbackAnswered, CallbackFailed,
+                         CallTransferred, HoldChanged,
                          TransferFailed, TransferRequest, AgentLogin, AgentLogout, AgentSetAway, AgentSetBusy,
                          CallHungUp, CallOffered, ChannelsSnapshot, CommandDone, Event,
                          ExtensionDialled, LinkChanged, LookupDone, RecordingFailed,
@@ -132,6 +133,8 @@ class Core:
             TransferRequest: self.transfers.request,
             CallTransferred: self.transfers.arrived,
             TransferFailed: self.transfers.failed,
+            AttendedTransferred: self.transfers.consults.done,
+            HoldChanged: self.transfers.consults.hold,
             RecordingFailed: self.recording.failed,
             ChannelsSnapshot: self._channels_snapshot,
         }

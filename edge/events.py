@@ -134,10 +134,30 @@ class CallbackFailed(Event):
 @dataclass(frozen=True)
 class TransferRequest(Event):
     """An agent (API) transfers their call (TEL-2): ``target`` is an extension, ``queue:<group>``
-    or an outside number; ``data`` (customer, notes) goes with the call to the next agent."""
+    or an outside number; ``data`` (customer, notes) goes with the call to the next agent.
+    ``attended``: consult the target (an extension) first; the caller holds meanwhile."""
     agent_id: str
     target: str
     data: dict[str, str] = field(default_factory=dict)
+    attended: bool = False
+
+
+@dataclass(frozen=True)
+class HoldChanged(Event):
+    """A desk phone put its call on hold or took it back (AMI ``Hold`` / ``Unhold``): the
+    customer hears music on hold meanwhile; the CDR counts the time (``hold_s``)."""
+    extension: str
+    on: bool
+
+
+@dataclass(frozen=True)
+class AttendedTransferred(Event):
+    """AMI ``AttendedTransfer``: the agent consulted ``target_extension`` and handed the caller
+    over (``success``), or the consult failed and the agent is back with the caller."""
+    call_id: str
+    target_extension: str
+    success: bool
+    detail: str = ""
 
 
 @dataclass(frozen=True)

@@ -340,6 +340,7 @@ class InboundFlow:
         picker_id = sb.pickups.pop(ringing.extension, None)
         answerer = (sb.board.agents.get(picker_id or "")
                     or sb.board.by_extension.get(event.extension) or ringing)
+        call.agent_channel = event.peer_channel
         if call.roaming_to:
             call.legs.append({"kind": "mobile", "agent_id": ringing.id, "number": call.roaming_to,
                               "channel": event.peer_channel, "uniqueid": event.peer_uniqueid})

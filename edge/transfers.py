@@ -19,9 +19,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from edge.agents import Activity
 from edge.calls import INBOUND, Call, Phase
-from edge.commands import DialOut, Hangup, RedirectCall
-from edge.events import CallTransferred, CommandDone, TransferFailed, TransferRequest
+from edge.commands import ConsultTransfer, DialOut, Hangup, RedirectCall
+from edge.events import (AttendedTransferred, CallTransferred, CommandDone, HoldChanged,
+                         TransferFailed, TransferRequest)
 from edge.switchboard import Switchboard
 
 if TYPE_CHECKING:
@@ -38,10 +40,13 @@ class Transfers:
     def __init__(self, sb: Switchboard, inbound: "InboundFlow") -> None:
         self.sb = sb
         self.inbound = inbound
+        self.consults = Consults(sb)
 
     # --- the agent asks -----------------------------------------------------------------------
 
     def request(self, event: TransferRequest) -> None:
+        if self.consults.request(event):
+            return
         sb = self.sb
         agent = sb.board.agents.get(event.agent_id)
         call = sb.calls.get(agent.call_id or "") if agent is not None else None
@@ -107,8 +112,7 @@ class Transfers:
         """The channel never came back (the caller hung up during the redirect)."""
         if call.phase is Phase.TRANSFERRING:
             self.old_session_gone(call)
-            call.disposition = call.disposition or "abandoned"
-            self.sb.close(call, "caller")
+            self.sb.close(call, "caller")  # answered before: the CDR says answered, by caller
 
     def arrived(self, event: CallTransferred) -> None:
         sb = self.sb
@@ -190,3 +194,87 @@ def _exten(target: str) -> str:
     """The dialplan extension for Asterisk's ``transfer`` context (informational: the edge
     keeps the real target)."""
     return "q-" + target[len(QUEUE_PREFIX):] if target.startswith(QUEUE_PREFIX) else target
+
+
+class Consults:
+    """Attended transfer and hold (TEL-2), which Asterisk carries out and reports over AMI.
+
+    ``TransferRequest(attended=True)`` -> ``ConsultTransfer`` (AMI ``Atxfer`` on the agent's
+    channel): the caller holds with music while the agent talks to the target; when the agent
+    hangs up, Asterisk bridges the caller with the target and reports ``AttendedTransfer``. The
+    call keeps its ``call_id`` and FastAGI session (its Dial goes on with the new peer), so the
+    CDR follows it: a leg for the first agent, the target as the call's agent. Hold is the desk
+    phone's own button; ``Hold``/``Unhold`` only add up ``hold_s``.
+    """
+
+    def __init__(self, sb: Switchboard) -> None:
+        self.sb = sb
+
+    def request(self, event: TransferRequest) -> bool:
+        """True when this was an attended request (handled or refused here)."""
+        if not event.attended:
+            return False
+        sb = self.sb
+        agent = sb.board.agents.get(event.agent_id)
+        call = sb.calls.get(agent.call_id or "") if agent is not None else None
+        target = sb.board.by_extension.get(event.target)
+        reason = ""
+        if agent is None or call is None or call.phase is not Phase.TALKING \
+                or call.agent_id != agent.id or call.direction != INBOUND:
+            reason = "no answered inbound call to transfer"
+        elif target is None or target.id == agent.id:
+            reason = "an attended transfer consults another agent's extension"
+        elif not call.agent_channel:
+            reason = "the agent's channel is not known (no DialEnd seen)"
+        elif call.consult_to:
+            reason = "a consultation is already running"
+        if reason:
+            log.info("attended transfer by %s to %s refused: %s", event.agent_id, event.target, reason)
+            sb.notify("transfer.refused", agent_id=event.agent_id, target=event.target, reason=reason)
+            return True
+        call.consult_to = event.target
+        call.data.update(event.data)
+        sb.emit(ConsultTransfer(call.call_id, call.agent_channel, event.target))
+        sb.notify("call.consulting", call_id=call.call_id, agent_id=agent.id, target=event.target,
+                  data=dict(call.data))
+        return True
+
+    def done(self, event: AttendedTransferred) -> None:
+        sb = self.sb
+        call = sb.calls.get(event.call_id)
+        if call is None:
+            return
+        target = call.consult_to or event.target_extension
+        call.consult_to = ""
+        if not event.success:
+            sb.notify("transfer.failed", call_id=call.call_id, target=target, reason=event.detail)
+            return
+        now = sb.clock.now()
+        first = sb.board.agents.get(call.agent_id)
+        new = sb.board.by_extension.get(event.target_extension or target)
+        call.legs.append({"kind": "agent", "agent_id": call.agent_id, "extension": call.extension,
+                          "answered_at": call.leg_answered_at, "ended_at": now,
+                          "transfer": "attended", "to": target})
+        if first is not None and first.call_id == call.call_id:
+            sb.release(first, call, wrap_up=True)
+        if new is not None:
+            call.agent_id, call.extension, call.leg_answered_at = new.id, new.extension, now
+            sb.occupy(new, call, Activity.TALKING)
+            sb.board.count_answered(new)
+        sb.notify("call.transferred", call_id=call.call_id, mode="attended", target=target,
+                  agent_id=call.agent_id, data=dict(call.data))
+
+    def hold(self, event: HoldChanged) -> None:
+        sb = self.sb
+        agent = sb.board.by_extension.get(event.extension)
+        call = sb.calls.get(agent.call_id or "") if agent is not None else None
+        if call is None:
+            return
+        now = sb.clock.now()
+        if event.on and call.hold_since is None:
+            call.hold_since = now
+        elif not event.on and call.hold_since is not None:
+            call.hold_s += now - call.hold_since
+            call.hold_since = None
+        sb.notify("call.hold", call_id=call.call_id, agent_id=agent.id, on=event.on,
+                  hold_s=round(call.hold_s, 3))

@@ -53,6 +53,7 @@ CDR_FIELDS: tuple[CdrField, ...] = (
     _f("ivr", str),
     _f("rating", str),
     _f("legs", str),
+    _f("hold_s", float),
 )
 
 BY_KEY: Mapping[str, CdrField] = MappingProxyType({f.key: f for f in CDR_FIELDS})

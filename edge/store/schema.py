@@ -123,6 +123,7 @@ def _v2_recordings_customers(db: Database) -> None:
     db["cdrs"].add_column("ivr", str)
     db["cdrs"].add_column("rating", str)      # the caller's score after the agent hung up
     db["cdrs"].add_column("legs", str)        # JSON: the other legs (a roaming mobile, transfers)
+    db["cdrs"].add_column("hold_s", float)    # seconds the customer was on hold
     # follow-ups for people: a bad rating's callback for the team lead, busy callbacks
     db["tasks"].create(
         {"key": str, "kind": str, "state": str, "assignee": str, "queue_group": str,
