@@ -77,7 +77,7 @@ def test_cdrs_has_exactly_the_agreed_columns(store, path):
     assert columns == [
         "call_id", "direction", "caller", "callee", "trunk", "agent_id", "extension", "queue_group",
         "rule", "region", "flagged", "started_at", "answered_at", "ended_at", "wait_s", "talk_s",
-        "hangup_cause", "hangup_cause_txt", "hung_up_by", "disposition", "code", "recorded_at", "ivr", "rating", "legs",
+        "hangup_cause", "hangup_cause_txt", "hung_up_by", "disposition", "code", "recorded_at", "ivr", "rating", "legs", "hold_s",
     ]
 
 
@@ -191,7 +191,7 @@ def test_every_field_round_trips(store):
         "region": "广东深圳", "flagged": 0, "started_at": 100.5, "answered_at": 108.25,
         "ended_at": 170.0, "wait_s": 7.75, "talk_s": 61.75, "hangup_cause": 16,
         "hangup_cause_txt": "Normal Clearing", "hung_up_by": "caller", "disposition": "answered",
-        "code": "", "ivr": "main > main=1 > ask_pin > ask_pin=****** > balance=found", "rating": "3", "legs": "",
+        "code": "", "ivr": "main > main=1 > ask_pin > ask_pin=****** > balance=found", "rating": "3", "legs": "", "hold_s": 12.5,
     }
     clock_now = 1_795_392_200.0
     with Store(store.path + ".2", clock=lambda: clock_now) as other:
