@@ -59,6 +59,8 @@ from edge.recordings import (  # noqa: E402
 )
 from edge.recordings.verify import decode  # noqa: E402
 
+from hil.pbx.speech import render  # noqa: E402
+
 RATE = 8000
 SETTINGS = EncoderSettings(bitrate_kbps=16, quality=5, cbr=True)
 LAME_ARGS = ["--quiet", "-b", str(SETTINGS.bitrate_kbps), "--cbr", "-q", str(SETTINGS.quality),
@@ -70,21 +72,10 @@ TIMEZONE = "Asia/Shanghai"
 
 
 def speech_like(seconds: float, seed: int = 1, rate: int = RATE) -> np.ndarray:
-    """Voiced syllables: harmonics of a gliding pitch, a syllable envelope, pauses, a little noise.
-
-    The same generator as ``tests/edge/test_recordings.py``'s: a pure tone would flatter the encoder.
-    """
-    rng = np.random.default_rng(seed)
-    base, glide, syllable_hz = rng.uniform(100, 220), rng.uniform(0.2, 0.6), rng.uniform(2.5, 4.5)
-    t = np.arange(int(seconds * rate)) / rate
-    pitch = base * (1 + 0.3 * np.sin(2 * np.pi * glide * t) + 0.1 * np.sin(2 * np.pi * 2.3 * t))
-    phase = 2 * np.pi * np.cumsum(pitch) / rate
-    formant = 1 + 0.5 * np.sin(2 * np.pi * 0.9 * t)
-    voice = sum(np.sin(k * phase) * formant ** (k / 4) / k for k in range(1, 12))
-    syllables = np.clip(np.sin(2 * np.pi * syllable_hz * t), 0, None) ** 0.7
-    pauses = (np.sin(2 * np.pi * 0.21 * t + seed) > -0.6).astype(float)
-    signal = voice * syllables * pauses * 4000 + rng.standard_normal(len(t)) * 120
-    return np.clip(signal, -32768, 32767).astype(np.int16)
+    """Two voices of gliding pitch in syllables and pauses: the simulated PBX's own call audio
+    (``hil.pbx.speech``), so encoder figures and tests see what HIL recordings hold. A pure tone
+    would flatter the encoder."""
+    return render(seed, 0, int(seconds * rate)).astype(np.int16)
 
 
 def write_wav(path: Path, samples: np.ndarray) -> None:
