@@ -15,7 +15,8 @@ What comes from pyst2 0.5.1 and what does not:
   ``codec.py``'s parser.
 * **Added** (pyst2 has no builder): ``Getvar``, ``Setvar``, ``CoreShowChannels``, Originate's
   ``OriginateResponse`` outcome, ChanSpy, ``MixMonitor`` / ``StopMixMonitor`` /
-  ``MixMonitorMute`` (call recording, fixture ami-22).
+  ``MixMonitorMute`` (call recording, fixture ami-22), ``Atxfer`` and ``PlayDTMF`` (attended
+  transfer and its DTMF features).
 
 Async Originate is always accepted (``Originate successfully queued``) even when it cannot work;
 only the ``OriginateResponse`` event carrying the same ActionID says what happened, so
@@ -214,6 +215,28 @@ class AmiClient:
                  extra_channel: str = "") -> None:
         self._send(self._build.redirect(channel, exten, priority=str(priority),
                                         extra_channel=extra_channel, context=context))
+
+    def atxfer(self, channel: str, exten: str, context: str = "") -> None:
+        """Attended transfer by ``channel`` (the agent's leg, bridged with the caller) to
+        ``exten@context`` (``context`` empty: the channel's own).
+
+        Asterisk only queues the ``atxfer`` feature code and the digits on the channel and answers
+        ``Atxfer successfully queued``: the outcome comes as events (``Hold``, the consultation's
+        ``DialEnd`` from ``Local/<exten>@<context>-…;2``, ``AttendedTransfer`` once the agent hangs
+        up, ``Unhold`` when the target did not answer). Raises ``AmiActionError`` with Asterisk's
+        message: ``No channel specified``, ``No extension specified``, ``Channel specified does not
+        exist``, ``No attended transfer feature code found`` (features.conf has no ``atxfer``)."""
+        self._send({"Action": "Atxfer", "Channel": channel, "Exten": exten, "Context": context})
+
+    def play_dtmf(self, channel: str, digits: str, receive: bool = False) -> None:
+        """One ``PlayDTMF`` per digit. ``receive``: as if the channel's phone had keyed them (the
+        transfer features during an attended transfer: ``*4`` swap, ``*1`` abort, ``*2``
+        complete); otherwise they are sent out on the channel. ``Channel not found`` raises."""
+        for digit in digits:
+            headers = {"Action": "PlayDTMF", "Channel": channel, "Digit": digit}
+            if receive:
+                headers["Receive"] = "yes"
+            self._send(headers)
 
     def hangup(self, channel: str, cause: int | None = None) -> list[str]:
         """Hang up one channel, or every channel matching ``/regex/`` (a list response).

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from drivers.asterisk.codec import AmiMessage
+from hil.pbx import transfer
 from hil.pbx.ami_events import EventBuilder, Headers, ping_timestamp
 from hil.pbx.mixmonitor import parse_options
 from hil.pbx.originate import originate
@@ -197,6 +198,48 @@ def _redirect(session: "AmiSession", msg: AmiMessage) -> None:
                 redirect(pbx, target, msg.get("Context", ""), msg.get("Exten", ""))
 
 
+def _atxfer(session: "AmiSession", msg: AmiMessage) -> None:
+    """derived from source: main/manager.c action_atxfer (Asterisk 22). Its only refusals are
+    these four; everything else (no bridge, an extension that does not exist) happens after the
+    ``Atxfer successfully queued`` ack, as the feature runs on the queued DTMF (transfer.py)."""
+    pbx = session.server.pbx
+    name, exten = msg.get("Channel") or "", msg.get("Exten") or ""
+    if not name:
+        return error(session, msg, "No channel specified")
+    if not exten:
+        return error(session, msg, "No extension specified")
+    with pbx.lock:
+        ch = pbx.registry.find(name)
+        if ch is None:
+            return error(session, msg, "Channel specified does not exist")
+        if not transfer.FEATURE_ATXFER:
+            return error(session, msg, "No attended transfer feature code found")
+        transfer.atxfer(pbx, ch, exten, msg.get("Context") or "")
+        session.send([response(msg, message="Atxfer successfully queued")])
+
+
+def _play_dtmf(session: "AmiSession", msg: AmiMessage) -> None:
+    """derived from source: apps/app_senddtmf.c manager_play_dtmf. ``Receive: yes`` queues the
+    digit as if the channel's phone had keyed it (``*4`` swaps during an attended transfer);
+    otherwise it is sent out (``Direction: Sent``, 100 ms when no Duration)."""
+    pbx = session.server.pbx
+    digit, duration = msg.get("Digit") or "", msg.get("Duration") or ""
+    with pbx.lock:
+        ch = pbx.registry.find(msg.get("Channel") or "")
+        if ch is None:
+            return error(session, msg, "Channel not found")
+        if not digit:
+            return error(session, msg, "No digit specified")
+        if duration and not duration.isdigit():
+            return error(session, msg, "Could not convert Duration parameter")
+        session.send([response(msg, message="DTMF successfully queued")])
+        if (msg.get("Receive") or "").strip().lower() in ("yes", "true", "y", "t", "1", "on"):
+            transfer.queue_dtmf(pbx, ch, digit[0], int(duration or 0))
+        else:
+            pbx.emit(pbx.events.dtmf_begin(ch, digit[0], "Sent"))
+            pbx.emit(pbx.events.dtmf_end(ch, digit[0], "Sent", int(duration or 100)))
+
+
 def _getvar(session: "AmiSession", msg: AmiMessage) -> None:
     pbx = session.server.pbx
     variable = msg.get("Variable", "")
@@ -317,7 +360,7 @@ ACTIONS: dict[str, Callable[["AmiSession", AmiMessage], None]] = {
     "coreshowchannels": _core_show_channels, "status": _status, "hangup": _hangup,
     "redirect": _redirect, "getvar": _getvar, "setvar": _setvar, "originate": _originate,
     "mixmonitor": _mixmonitor, "stopmixmonitor": _stop_mixmonitor,
-    "mixmonitormute": _mixmonitor_mute,
+    "mixmonitormute": _mixmonitor_mute, "atxfer": _atxfer, "playdtmf": _play_dtmf,
 }
 
 

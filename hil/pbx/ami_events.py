@@ -157,9 +157,38 @@ class EventBuilder:
     def moh_stop(self, ch: Channel) -> Headers:
         return _event("MusicOnHoldStop", "call,all", self.chan(ch))
 
+    def hold(self, ch: Channel, moh_class: str | None = None) -> Headers:
+        """derived from source: main/manager_channels.c channel_hold_cb (``MusicClass`` only when
+        the hold suggested one: chan_pjsip's ``moh_suggest``, none from a transfer's hold)."""
+        return _event("Hold", "call,all", self.chan(ch) + ([("MusicClass", moh_class)] if moh_class else []))
+
+    def unhold(self, ch: Channel) -> Headers:
+        """derived from source: main/manager_channels.c channel_unhold_cb."""
+        return _event("Unhold", "call,all", self.chan(ch))
+
     def chanspy(self, start: bool, spyer: Channel, spyee: Channel) -> Headers:
         name = "ChanSpyStart" if start else "ChanSpyStop"
         return _event(name, "call,all", self.chan(spyer, "Spyer") + self.chan(spyee, "Spyee"))
+
+    # --- transfers (derived from source: main/stasis_bridges.c attended_transfer_to_ami) ---------
+    def attended_transfer(self, result: str, transferer: Channel, orig: Bridge | None,
+                          second_transferer: Channel, second: Bridge | None,
+                          transferee: Channel | None, target: Channel | None,
+                          dest_bridge: str | None) -> Headers:
+        """``Result`` (``Success``/``Fail``), both transferer legs each with its bridge (absent when
+        none), ``Transferee*`` / ``TransferTarget*`` when known, ``IsExternal: No`` for a DTMF
+        transfer, then ``DestType: Bridge`` + ``DestBridgeUniqueid`` or ``DestType: Fail``.
+        Snapshots are taken now, as Asterisk takes them when it publishes."""
+        body: Headers = [("Result", result)] + self.chan(transferer, "OrigTransferer")
+        body += _prefixed(bridge_headers(orig), "Orig") if orig else []
+        body += self.chan(second_transferer, "SecondTransferer")
+        body += _prefixed(bridge_headers(second), "Second") if second else []
+        body += self.chan(transferee, "Transferee") if transferee else []
+        body += self.chan(target, "TransferTarget") if target else []
+        body += [("IsExternal", "No")]
+        body += ([("DestType", "Bridge"), ("DestBridgeUniqueid", dest_bridge)] if dest_bridge
+                 else [("DestType", "Fail")])
+        return _event("AttendedTransfer", "call,all", body)
 
     # --- AGI (fixture agi-01-env-and-basic-commands.ami.txt) ------------------------------------
     def agi_exec_start(self, ch: Channel, command_id: int, command: str) -> Headers:
@@ -193,6 +222,10 @@ class EventBuilder:
             ("Readformat", "slin"), ("Readtrans", ""), ("Writeformat", "slin"), ("Writetrans", ""),
             ("Callgroup", "0"), ("Pickupgroup", "0"), ("Seconds", str(ch.duration_s()))]
         return body + ([("ActionID", action_id)] if action_id else [])
+
+
+def _prefixed(headers: Headers, prefix: str) -> Headers:
+    return [(prefix + key, value) for key, value in headers]
 
 
 def ping_timestamp() -> str:

@@ -11,6 +11,14 @@ ChanSpy, as ``apps/app_chanspy.c`` documents its options:
   customer) never does.
 * ``B`` (barge): as listen, and every member of the spied channel's bridge hears the spy.
 
+Hold, as Asterisk plays it:
+
+* A channel hearing music on hold hears nothing else: while res_musiconhold's generator runs,
+  ``ast_write`` drops the bridge's voice frames to that channel (``AST_FLAG_WRITE_INT``). So a
+  caller parked in a bridge during an attended transfer hears the music, never the consultation.
+* A channel whose phone put the call on hold (``set_held``) neither hears nor is heard by its
+  bridge: chan_pjsip stops the RTP stream on a ``sendonly``/``inactive`` re-INVITE.
+
 Every ``(listener, speaker)`` pair that ever existed is kept as a span with start and end time, so a
 test can assert that the customer never heard the supervisor during the whole call.
 """
@@ -49,6 +57,7 @@ class AudioModel:
         self._bridges: dict[str, set[str]] = {}
         self._spies: dict[str, tuple[str, str, str]] = {}
         self._sources: dict[str, str] = {}
+        self._held: set[str] = set()
         self._open: dict[tuple[str, str], AudioSpan] = {}
         self._history: list[AudioSpan] = []
 
@@ -80,8 +89,18 @@ class AudioModel:
                 self._sources[channel] = source
             self._update()
 
+    def set_held(self, channel: str, held: bool) -> None:
+        """The channel's own phone put the call on hold (or took it off hold)."""
+        with self._lock:
+            if held:
+                self._held.add(channel)
+            else:
+                self._held.discard(channel)
+            self._update()
+
     def drop_channel(self, channel: str) -> None:
         with self._lock:
+            self._held.discard(channel)
             for members in self._bridges.values():
                 members.discard(channel)
             self._sources.pop(channel, None)
@@ -110,8 +129,10 @@ class AudioModel:
     # --- internals ---------------------------------------------------------------------------
     def _edges(self) -> set[tuple[str, str]]:
         base: set[tuple[str, str]] = set()
+        deaf = self._held | {ch for ch, src in self._sources.items() if src.startswith("moh:")}
         for members in self._bridges.values():
-            base |= {(a, b) for a in members for b in members if a != b}
+            base |= {(a, b) for a in members for b in members
+                     if a != b and a not in deaf and b not in self._held}
         base |= {(ch, src) for ch, src in self._sources.items()}
         edges = set(base)
         for spyer, spyee, mode in self._spies.values():

@@ -177,7 +177,8 @@ class Pbx:
             ch.dtmf_listening = False
             if ch.moh:
                 self.stop_moh(ch)
-            if ch.bridge is not None:
+            personality = getattr(ch.bridge, "personality", None)  # an attended transfer's (transfer.py)
+            if ch.bridge is not None and not (personality and personality.pull(ch)):
                 self.leave_bridge(ch.bridge)
             self.audio.drop_channel(ch.name)
             if ch.trunk is not None:

@@ -3,6 +3,10 @@
 A phone already on a call is busy (no call waiting), as a 486 Busy Here from the set. Dialling
 opens the ``dial`` FastAGI script with the digits, as the dialplan
 ``[from-phones] exten => _X.,1,AGI(agi://EDGE:4573/dial,${EXTEN})`` would.
+
+Once it answered a ring, a phone can hang up after its talk time, put the call on hold and take
+it back (``holds``: ``Hold``/``Unhold``, the peer hears music on hold) and key DTMF (``dtmf``: the
+transfer features, ``*4`` swaps during an attended transfer), as ``hil.pbx.transfer`` plays them.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import TYPE_CHECKING
 from hil.pbx.channels import RING, Channel
 from hil.pbx.dial import BUSY, DialAttempt, Leg
 from hil.pbx.pbx import PHONE_CONTEXT
-from hil.pbx.scripts import PhoneDial, PhoneScript
+from hil.pbx.scripts import PhoneDial, PhoneScript, RingBehaviour
 
 if TYPE_CHECKING:
     from hil.pbx.pbx import Pbx
@@ -19,7 +23,7 @@ if TYPE_CHECKING:
 RING_DELAY_MS = 30   # INVITE -> 180 Ringing
 BUSY_DELAY_MS = 50   # INVITE -> 486 Busy Here
 
-__all__ = ["PHONE_CONTEXT", "ring", "TalkTimer", "start_phone"]
+__all__ = ["PHONE_CONTEXT", "ring", "TalkTimer", "AnsweredPhone", "start_phone"]
 
 
 class TalkTimer:
@@ -38,6 +42,33 @@ class TalkTimer:
             self.timer.cancel()
 
 
+class AnsweredPhone:
+    """A rung phone's script from its answer on: talk time, holds, keys."""
+
+    def __init__(self, pbx: "Pbx", behaviour: RingBehaviour) -> None:
+        self.pbx, self.behaviour = pbx, behaviour
+        self.timers: list = []
+
+    def on_answered(self, ch: Channel) -> None:
+        from hil.pbx.transfer import phone_hold, press
+
+        pbx, b = self.pbx, self.behaviour
+        if b.hangup_after_ms is not None:
+            self.timers.append(pbx.later(b.hangup_after_ms, lambda: pbx.hangup(ch, 16, by="agent"),
+                                         f"talk-{ch.name}"))
+        for hold in b.holds:
+            self.timers.append(pbx.later(hold.after_answer_ms, lambda: phone_hold(pbx, ch, True), "hold"))
+            if hold.for_ms is not None:
+                self.timers.append(pbx.later(hold.after_answer_ms + hold.for_ms,
+                                             lambda: phone_hold(pbx, ch, False), "unhold"))
+        for keys in b.dtmf:
+            self.timers.append(pbx.later(keys.at_ms, lambda d=keys.digits: press(pbx, ch, d), "phone-keys"))
+
+    def on_hungup(self, ch: Channel) -> None:
+        for timer in self.timers:
+            timer.cancel()
+
+
 def ring(pbx: "Pbx", attempt: DialAttempt, leg: Leg) -> None:
     """Start the phone's scripted answer to one ring. Called under the lock."""
     extension = leg.channel.extension or ""
@@ -53,8 +84,8 @@ def ring(pbx: "Pbx", attempt: DialAttempt, leg: Leg) -> None:
     if behaviour.answer_after_ms is not None:
         leg.timers.append(pbx.later(RING_DELAY_MS + behaviour.answer_after_ms,
                                     lambda: attempt.leg_answered(leg), "answer"))
-    if behaviour.hangup_after_ms is not None:
-        pbx.scripted[leg.channel.name] = TalkTimer(pbx, behaviour.hangup_after_ms, "agent", 16)
+    if behaviour.hangup_after_ms is not None or behaviour.holds or behaviour.dtmf:
+        pbx.scripted[leg.channel.name] = AnsweredPhone(pbx, behaviour)
 
 
 def start_phone(pbx: "Pbx", script: PhoneScript) -> None:

@@ -19,11 +19,27 @@ MESSAGE_ENDS = ("hangup", "silence")
 
 
 @dataclass
+class PhoneHold:
+    """The phone puts its bridged peer on hold (a ``sendonly`` re-INVITE): the peer hears music
+    on hold from ``after_answer_ms`` for ``for_ms`` (None: until the call ends)."""
+    after_answer_ms: int
+    for_ms: int | None = None
+
+
+@dataclass
+class TimedDtmf:
+    at_ms: int  # after the call is answered
+    digits: str
+
+
+@dataclass
 class RingBehaviour:
     """What a desk phone does when rung once."""
     answer_after_ms: int | None = 1000  # None: never answers
     busy: bool = False                  # rejects at once: Dial BUSY, cause 17
     hangup_after_ms: int | None = None  # talk time after which the agent hangs up
+    holds: list[PhoneHold] = field(default_factory=list)
+    dtmf: list[TimedDtmf] = field(default_factory=list)  # keys pressed (``*4``: swap in a transfer)
 
 
 @dataclass
@@ -55,12 +71,6 @@ class TrunkSpan:
     channels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
     polarity_reversal: bool = False
     group: int = 0
-
-
-@dataclass
-class TimedDtmf:
-    at_ms: int  # after the call is answered
-    digits: str
 
 
 @dataclass
@@ -196,14 +206,33 @@ class _Reader:
         return value
 
 
-_RING_KEYS = ("answer_after_ms", "no_answer", "busy", "hangup_after_ms")
+_RING_KEYS = ("answer_after_ms", "no_answer", "busy", "hangup_after_ms", "holds", "dtmf")
 
 
 def parse_ring(data: dict[str, Any], path: str) -> RingBehaviour:
     r = _Reader(data, path, _RING_KEYS)
     answer = None if r.get("no_answer") else r.int("answer_after_ms", 1000)
+    holds = []
+    for i, h in enumerate(r.list("holds")):
+        hr = _Reader(h, f"{path}.holds[{i}]", ("after_answer_ms", "for_ms"))
+        if hr.int("after_answer_ms") is None:
+            raise ScriptError(f"{path}.holds[{i}].after_answer_ms: required")
+        holds.append(PhoneHold(hr.int("after_answer_ms") or 0, hr.int("for_ms")))
     return RingBehaviour(answer_after_ms=answer, busy=bool(r.get("busy", False)),
-                         hangup_after_ms=r.int("hangup_after_ms"))
+                         hangup_after_ms=r.int("hangup_after_ms"), holds=holds,
+                         dtmf=parse_dtmf(r, path))
+
+
+def parse_dtmf(r: _Reader, path: str) -> list[TimedDtmf]:
+    """``dtmf: [{at_ms: 2000, digits: "*4"}]``: keys pressed ``at_ms`` after the answer."""
+    keys = []
+    for i, d in enumerate(r.list("dtmf")):
+        dr = _Reader(d, f"{path}.dtmf[{i}]", ("at_ms", "digits"))
+        digits = dr.str("digits")
+        if not digits or any(c not in DTMF_KEYS for c in digits):
+            raise ScriptError(f"{path}.dtmf[{i}].digits: expected DTMF keys (0-9 * # A-D), got {digits!r}")
+        keys.append(TimedDtmf(dr.int("at_ms", 0) or 0, digits))
+    return keys
 
 
 def parse_phone(extension: str, data: dict[str, Any] | None, path: str) -> PhoneScript:
