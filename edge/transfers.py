@@ -226,8 +226,6 @@ class Consults:
             reason = "an attended transfer consults another agent's extension"
         elif not call.agent_channel:
             reason = "the agent's channel is not known (no DialEnd seen)"
-        elif call.consult_to:
-            reason = "a consultation is already running"
         if reason:
             log.info("attended transfer by %s to %s refused: %s", event.agent_id, event.target, reason)
             sb.notify("transfer.refused", agent_id=event.agent_id, target=event.target, reason=reason)

@@ -34,11 +34,12 @@ from drivers.asterisk.session import AmiSettings
 from drivers.asterisk.transport import BackoffPolicy
 from edge.commands import (
     CallCommand, Command, CreateTask, EncodeRecording, ForceHangup, Lookup, MuteRecording, Notify,
-    OriginateCallback, RedirectCall, StartRecording, StopRecording, UpdateTask, WriteCdr,
+    ConsultTransfer, OriginateCallback, RedirectCall, StartRecording, StopRecording, UpdateTask, WriteCdr,
 )
 from edge.events import (
     AgentAnswered, CallbackAnswered, CallbackFailed, CallOffered, ChannelsSnapshot, Event,
     ExtensionDialled, LinkChanged, RecordingFailed, CallTransferred, TransferFailed,
+    AttendedTransferred, HoldChanged,
 )
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,9 @@ class AsteriskDriver:
         if ami is not None:
             self.ami = AmiClient(ami.scaled(time_scale), on_link=self._on_link, sleep=sleep, profile=profile)
             self.ami.subscribe("DialEnd", self._on_dial_end)
+            self.ami.subscribe("AttendedTransfer", self._on_attended_transfer)
+            self.ami.subscribe("Hold", self._on_hold)
+            self.ami.subscribe("Unhold", self._on_hold)
         self._ami_pool = ThreadPoolExecutor(2, thread_name_prefix="ami-command")
 
     @classmethod
@@ -130,6 +134,8 @@ class AsteriskDriver:
                 self._to_call(command)
             elif isinstance(command, ForceHangup):
                 self._ami_pool.submit(self._force_hangup, command.channel_prefix)
+            elif isinstance(command, ConsultTransfer):
+                self._ami_pool.submit(self._consult, command)
             elif isinstance(command, RedirectCall):
                 self._ami_pool.submit(self._redirect, command)
             elif isinstance(command, OriginateCallback):
@@ -178,6 +184,18 @@ class AsteriskDriver:
             log.error("%s on %s failed: %s", type(command).__name__, command.channel, exc)
             if isinstance(command, StartRecording):
                 self._post(RecordingFailed(command.call_id, command.file, str(exc)))
+
+    def _consult(self, command: ConsultTransfer) -> None:
+        """Attended transfer: AMI ``Atxfer`` on the agent's channel (see docs/asterisk.md for the
+        ``atxfer`` feature code it needs)."""
+        if self.ami is None:
+            self._post(AttendedTransferred(command.call_id, command.exten, False, "no AMI"))
+            return
+        try:
+            self.ami.atxfer(command.agent_channel, command.exten, command.context)
+        except AmiError as exc:
+            log.error("Atxfer on %s failed: %s", command.agent_channel, exc)
+            self._post(AttendedTransferred(command.call_id, command.exten, False, str(exc)))
 
     def _redirect(self, command: RedirectCall) -> None:
         """Blind transfer: the caller's channel leaves its bridge for context ``transfer``."""
@@ -301,6 +319,23 @@ class AsteriskDriver:
             return
         self._post(AgentAnswered(call_id=call_id, extension=extension, peer_channel=dest,
                                  peer_uniqueid=event.get("DestUniqueid") or ""))
+
+    def _on_attended_transfer(self, event: AmiMessage) -> None:
+        """The caller (Transferee) now talks to TransferTarget; ``Result: Fail`` when the
+        caller left while the target still rang (main/stasis_bridges.c)."""
+        call_id = event.get("TransfereeUniqueid") or ""
+        with self._lock:
+            live = call_id in self._calls
+        if not live:
+            return
+        target = phone_extension(event.get("TransferTargetChannel") or "")
+        success = (event.get("Result") or "") == "Success"
+        self._post(AttendedTransferred(call_id, target, success, event.get("Result") or ""))
+
+    def _on_hold(self, event: AmiMessage) -> None:
+        extension = phone_extension(event.get("Channel") or "")
+        if extension:
+            self._post(HoldChanged(extension, event.name.lower() == "hold"))
 
     def _on_link(self, up: bool, detail: str) -> None:
         """Runs on the AMI dispatcher thread, so the snapshot may block on the reader."""

@@ -57,3 +57,29 @@ def test_bad_transfer_requests_are_refused_with_a_reason(tmp_path: Path) -> None
         reasons = [e["data"]["reason"] for e in store.events(limit=100, topic="transfer.refused")]
     assert reasons == ["unknown queue 'nope'", "cannot transfer a call to yourself",
                        "no answered inbound call to transfer"]
+
+
+@pytest.mark.hil
+def test_attended_transfer_keeps_one_cdr_with_the_consulting_agents_leg(tmp_path: Path) -> None:
+    run = run_with_edge(SCENARIOS / "transfer-attended-consult.yaml", tmp_path)
+    assert run.passed, run.report()
+    [cdr] = run.cdrs
+    [leg] = json.loads(cdr["legs"])
+    assert (leg["agent_id"], leg["to"], leg["transfer"]) == ("a8001", "8002", "attended")
+    assert leg["answered_at"] == cdr["answered_at"] < leg["ended_at"] < cdr["ended_at"]
+    sim = run.scenario.simulator
+    consulting = sim.records("atxfer", what="consulting")
+    completed = sim.records("atxfer", what="completed")
+    assert consulting and completed and consulting[0].t_ms < completed[0].t_ms
+    with Store(tmp_path / "edge.sqlite3") as store:
+        [moved] = [e["data"] for e in store.events(limit=500, topic="call.transferred")]
+    assert (moved["mode"], moved["agent_id"], moved["data"]) == \
+        ("attended", "a8002", {"notes": "需要主管审批"})
+
+
+@pytest.mark.hil
+def test_hold_time_reaches_the_cdr(tmp_path: Path) -> None:
+    run = run_with_edge(SCENARIOS / "hold-with-music.yaml", tmp_path)
+    assert run.passed, run.report()
+    [cdr] = run.cdrs
+    assert 3.5 <= cdr["hold_s"] <= 4.5
