@@ -118,7 +118,7 @@ def files() -> dict[str, str]:
 
 def test_every_file_is_rendered_and_parses_as_sections(files):
     assert set(files) == {"extensions.conf", "manager.conf", "pjsip.conf", "chan_dahdi.conf",
-                          "musiconhold.conf"}
+                          "musiconhold.conf", "features.conf"}
     for name, text in files.items():
         assert parse(text), name
         assert "#tryinclude " + name.replace(".conf", "_custom.conf") in text

@@ -33,7 +33,16 @@ def render(site: Site) -> dict[str, str]:
         "pjsip.conf": pjsip_conf(site),
         "chan_dahdi.conf": chan_dahdi_conf(site),
         "musiconhold.conf": musiconhold_conf(site),
+        "features.conf": features_conf(site),
     }
+
+
+def features_conf(site: Site) -> str:
+    """The attended-transfer feature code: AMI ``Atxfer`` queues it as DTMF, and stock Asterisk
+    ships it empty, so without it every Atxfer fails (``No attended transfer feature code``)."""
+    lines = _header("features.conf", "Attended transfer (TEL-2) through AMI Atxfer.")
+    lines += ["[featuremap]", "atxfer => *2", "", "#tryinclude features_custom.conf", ""]
+    return "\n".join(lines)
 
 
 def write(site: Site, out_dir: str | Path) -> list[Path]:
@@ -83,7 +92,15 @@ def extensions_conf(site: Site) -> str:
     ]
     for pattern in ("_X.", "_q.", "_+X."):
         lines += _agi_block(site, pattern, "transfer", "trunk")
-    lines += [""]
+    lines += [
+        "",
+        "[consult]",
+        "; An attended transfer's consultation (AMI Atxfer, TRANSFER_CONTEXT=consult): ring the",
+        "; consulted agent's desk phone directly.",
+        "exten => _X.,1,Dial(PJSIP/${EXTEN},60)",
+        " same => n,Hangup()",
+        "",
+    ]
     lines += _edge_unreachable(site)
     lines += ["#tryinclude extensions_custom.conf", ""]
     return "\n".join(lines)
