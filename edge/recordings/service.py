@@ -60,7 +60,7 @@ class _Watch:
 class RecordingService:
     def __init__(self, store: Store, config: RecordingSection, timezone: str, *,
                  notify: Notify, live_calls: LiveCalls, real_seconds: Callable[[float], float],
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, disk_full_retry_s: float = DISK_FULL_RETRY_S) -> None:
         """``live_calls`` returns the Uniqueids of Asterisk's live channels, or None when it
         cannot tell (AMI down); ``real_seconds`` turns the config's virtual seconds into real
         ones (the runtime's time scale)."""
@@ -74,6 +74,7 @@ class RecordingService:
         self._live_calls = live_calls
         self._real = real_seconds
         self._workers = workers or config.workers or os.cpu_count() or 1
+        self._disk_full_retry_s = disk_full_retry_s
         self._pool: futures.ProcessPoolExecutor | None = None
         self._watch: dict[str, _Watch] = {}
         self._in_flight: dict[str, futures.Future[RecordingResult]] = {}
@@ -272,7 +273,7 @@ class RecordingService:
     def _disk_full_hit(self, file: str, exc: DiskFullError) -> None:
         log.error("recordings: disk full writing the MP3 of %s: %s; WAV kept, retrying", file, exc)
         self.store.recording_failed(file, f"disk full: {exc}", final=False)
-        self._retry_at[file] = time.monotonic() + DISK_FULL_RETRY_S
+        self._retry_at[file] = time.monotonic() + self._disk_full_retry_s
         if not self._disk_full:
             self._disk_full = True
             self._notify("recording.disk_full", {"file": file, "root": str(self.root),
