@@ -15,6 +15,8 @@ client sends can raise inside the core.
     POST /api/agents/<id>/transfer   {"target": "8002"|"queue:cards"|"13900000000",
                                       "data": {"notes": "..."}, "mode": "blind"|"attended"}
                                       transfer (TEL-2); attended consults an extension first
+    POST /api/agents/<id>/remote-dial {"number": "13900000000"}  OUT-13: the agent's mobile,
+                                      then the customer, bridged, showing the company number
 
 The console issue adds authentication; until then the API listens on loopback by default.
 """
@@ -32,14 +34,15 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs, urlparse
 
 from edge.events import (AgentLogin, AgentLogout, AgentSetAway, AgentSetBusy, Event,
-                         RecordingToggle, TransferRequest)
+                         RecordingToggle, RemoteDialRequest, TransferRequest)
 
 if TYPE_CHECKING:
     from edge.runtime import EdgeRuntime
 
 log = logging.getLogger(__name__)
 
-AGENT_ACTION = re.compile(r"^/api/agents/(?P<agent>[^/]+)/(?P<action>state|recording|transfer)$")
+AGENT_ACTION = re.compile(
+    r"^/api/agents/(?P<agent>[^/]+)/(?P<action>state|recording|transfer|remote-dial)$")
 MAX_BODY = 64 * 1024
 STATE_EVENTS: dict[str, Callable[[str], Event]] = {
     "idle": lambda a: AgentSetBusy(a, False), "busy": lambda a: AgentSetBusy(a, True),
@@ -181,6 +184,11 @@ class EdgeApi:
                 raise ApiError(HTTPStatus.BAD_REQUEST,
                                f"state: expected one of {', '.join(STATE_EVENTS)}, got {state!r}")
             return STATE_EVENTS[state](agent_id)
+        if action == "remote-dial":
+            number = body.get("number")
+            if not isinstance(number, str) or not number.strip().isdigit():
+                raise ApiError(HTTPStatus.BAD_REQUEST, f"number: digits expected, got {number!r}")
+            return RemoteDialRequest(agent_id, number.strip())
         if action == "recording":
             on = body.get("on")
             if on is not None and not isinstance(on, bool):

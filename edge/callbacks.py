@@ -23,7 +23,7 @@ from edge.agents import Activity, Agent
 from edge.calls import CALLBACK, Call, Phase
 from edge.commands import (Collect, CreateTask, DialOut, Hangup, OriginateCallback, Play,
                            UpdateTask)
-from edge.events import CallbackAnswered, CallbackFailed, CommandDone
+from edge.events import CallbackAnswered, CallbackFailed, CommandDone, RemoteDialRequest
 from edge.switchboard import Switchboard
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class CallbackTask:
     number: str
     attempts: int = 0
     not_before: float = 0.0
+    remote: bool = False  # OUT-13: the agent's mobile, not their desk phone
 
 
 class Callbacks:
@@ -122,9 +123,43 @@ class Callbacks:
         self.sb.notify("callback.dialing", task=task.key, agent_id=agent.id, number=task.number)
         return True
 
+    def remote_dial(self, event: RemoteDialRequest) -> None:
+        """OUT-13's call leg: ring the agent's mobile on a trunk, showing the company number;
+        when the agent answers, dial the customer and bridge them (``answered``)."""
+        sb = self.sb
+        agent = sb.board.agents.get(event.agent_id)
+        reason = ""
+        if agent is None or not agent.config.mobile:
+            reason = "the agent has no mobile number"
+        elif not event.number.isdigit() or len(event.number) < MIN_DIGITS:
+            reason = f"not a phone number: {event.number!r}"
+        elif agent.id in self.dialing or agent.activity is not None:
+            reason = "the agent is on a call"
+        if reason:
+            sb.notify("remote_dial.refused", agent_id=event.agent_id, number=event.number,
+                      reason=reason)
+            return
+        key = f"remote:{agent.id}:{sb.next_seq()}"
+        group = agent.config.groups[0] if agent.config.groups else sb.config.routing.default_group
+        task = CallbackTask(key, group, event.number, remote=True)
+        self.dialing[agent.id] = task
+        sb.agent_changed(sb.board.occupy(agent, key, Activity.RINGING))
+        roaming = sb.config.roaming
+        sb.emit(CreateTask(key=key, kind="remote_dial", assignee=agent.id, group=group,
+                           number=event.number),
+                OriginateCallback(key, agent.extension, roaming.dial_string(agent.config.mobile),
+                                  event.number, roaming.ring_timeout_s,
+                                  caller_id=roaming.company_number),
+                UpdateTask(key, "dialing"))
+        sb.notify("remote_dial.dialing", agent_id=agent.id, mobile=agent.config.mobile,
+                  number=event.number)
+
     def answered(self, event: CallbackAnswered) -> None:
         sb = self.sb
         agent = sb.board.by_extension.get(event.extension)
+        if agent is None:  # a mobile leg (OUT-13) arrives on a trunk channel: match the number
+            agent = next((sb.board.agents[a] for a, t in self.dialing.items()
+                          if t.remote and t.number == event.number), None)
         task = self.dialing.pop(agent.id, None) if agent is not None else None
         if agent is None or task is None:
             log.warning("callback session on %s matches no callback in progress; hung up",
@@ -133,8 +168,13 @@ class Callbacks:
             return
         call = Call(event.call_id, event.channel, CALLBACK, agent.extension, task.number,
                     sb.clock.now(), seq=sb.next_seq(), agent_id=agent.id,
-                    extension=agent.extension, group=task.group, rule="callback",
+                    extension=agent.extension, group=task.group,
+                    rule="remote_dial" if task.remote else "callback",
                     task_key=task.key, phase=Phase.CALLBACK)
+        if task.remote:
+            call.legs.append({"kind": "mobile", "agent_id": agent.id,
+                              "number": agent.config.mobile, "channel": event.channel,
+                              "uniqueid": event.call_id})
         sb.calls[call.call_id] = call
         sb.board.release(agent, task.key, wrap_up=False)
         sb.occupy(agent, call, Activity.TALKING)
@@ -169,6 +209,11 @@ class Callbacks:
         task = self.dialing.pop(agent.id, None) if agent is not None else None
         if agent is None or task is None:
             return
+        if task.remote:  # the agent asked for this call just now: tell them, do not retry
+            sb.emit(UpdateTask(task.key, "failed", f"mobile {event.outcome}"))
+            sb.agent_changed(sb.board.release(agent, task.key, wrap_up=False))
+            sb.notify("remote_dial.failed", agent_id=agent.id, reason=event.outcome)
+            return
         self.pending[task.group].insert(0, task)
         sb.emit(UpdateTask(task.key, "open", f"agent phone {event.outcome}"))
         reason = sb.ring_failed(agent, sb.groups[task.group], "NOANSWER")
@@ -176,6 +221,9 @@ class Callbacks:
         sb.agent_changed(change, reason)
 
     def _attempt_failed(self, task: CallbackTask, status: str) -> None:
+        if task.remote:
+            self.sb.emit(UpdateTask(task.key, "failed", status, attempt=True))
+            return
         group = self.sb.groups[task.group]
         task.attempts += 1
         if task.attempts >= group.callback_attempts:

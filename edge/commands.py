@@ -198,6 +198,7 @@ class OriginateCallback(Command):
     dial_string: str
     number: str
     timeout_s: int = 20
+    caller_id: str = ""  # shown on the agent's phone and then to the customer (OUT-13)
 
 
 @dataclass(frozen=True)

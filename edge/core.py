@@ -26,7 +26,7 @@ from edge.commands import Command
 from edge.config import EdgeConfig
 from edge.desk import DeskFlow
 from edge.events import (AgentAnswered, AttendedTransferred, CallbackAnswered, CallbackFailed,
-                         CallTransferred, HoldChanged,
+                         CallTransferred, HoldChanged, RemoteDialRequest,
                          TransferFailed, TransferRequest, AgentLogin, AgentLogout, AgentSetAway, AgentSetBusy,
                          CallHungUp, CallOffered, ChannelsSnapshot, CommandDone, Event,
                          ExtensionDialled, LinkChanged, LookupDone, RecordingFailed,
@@ -130,6 +130,7 @@ class Core:
             LookupDone: self.inbound.ivr.lookup_done,
             CallbackAnswered: self.callbacks.answered,
             CallbackFailed: self.callbacks.phone_failed,
+            RemoteDialRequest: self.callbacks.remote_dial,
             TransferRequest: self.transfers.request,
             CallTransferred: self.transfers.arrived,
             TransferFailed: self.transfers.failed,

@@ -124,6 +124,14 @@ class CallbackAnswered(Event):
 
 
 @dataclass(frozen=True)
+class RemoteDialRequest(Event):
+    """OUT-13 短信外呼 (the SMS part comes with the GSM issue; the API asks too): call the agent's
+    mobile, then ``number``, and bridge them, showing the company number."""
+    agent_id: str
+    number: str
+
+
+@dataclass(frozen=True)
 class CallbackFailed(Event):
     """The agent's phone did not take a callback's Originate (``outcome``: no_answer, busy...)."""
     task_key: str

@@ -219,7 +219,7 @@ class AsteriskDriver:
         try:
             future = self.ami.originate_nowait(
                 command.dial_string, context="callback", exten=command.number, priority=1,
-                timeout_ms=command.timeout_s * 1000)
+                timeout_ms=command.timeout_s * 1000, caller_id=command.caller_id)
         except AmiError as exc:
             log.error("callback %s: Originate refused: %s", command.task_key, exc)
             failed("refused")
