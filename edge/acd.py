@@ -192,6 +192,12 @@ class Acd:
         self._last_agent: dict[str, str] = {}
         for number, agent in (last_agents or {}).items():
             self.remember(number, agent)
+        # INB-8: per group, the agents who take calls on their mobile while away (config order)
+        self._roamers: dict[str, list[Agent]] = {g.name: [] for g in config.groups}
+        for agent_config in config.agents:
+            if agent_config.roam_when_away:
+                for group in agent_config.groups:
+                    self._roamers[group].append(board.agents[agent_config.id])
 
     # --- at offer -----------------------------------------------------------------------------
 
@@ -256,6 +262,10 @@ class Acd:
         agent = self._pools.first_idle(call.group, call.tried)
         if agent is not None:
             return Decision(DecisionKind.RING, call.group, call.group_rule, agent)
+        roamer = next((a for a in self._roamers.get(call.group, ())
+                       if a.id not in call.tried and roams(a)), None)
+        if roamer is not None:  # nobody at a desk is free: an away agent's mobile (INB-8)
+            return Decision(DecisionKind.RING, call.group, "roam", roamer, roam=True)
         return Decision(DecisionKind.QUEUE, call.group, call.group_rule)
 
     def _direct(self, call: "Call") -> Decision | None:

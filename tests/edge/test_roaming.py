@@ -73,3 +73,17 @@ def test_roaming_needs_a_mobile():
     data["agents"][0]["roam_when_away"] = True
     with pytest.raises(ConfigError, match=r"agents\[0\]\.roam_when_away: needs the agent's mobile"):
         parse_config(data)
+
+
+def test_a_queue_call_with_no_free_desk_rings_an_away_roaming_agents_mobile(make):
+    h = make(data=roaming_branch())
+    h.send(AgentSetAway("wang", True))
+    h.offer("c0")
+    h.answer("c0")                    # li (8002) takes it
+    h.offer("c1")
+    h.answer("c1")                    # zhang (8003) takes it
+    [ring] = h.rings(h.offer("c2"))   # desks all busy: wang's mobile, not the queue
+    assert (ring.extension, ring.dial_string) == ("8001", "DAHDI/g0/13900000001")
+    assert h.core.sb.calls["c2"].rule == "roam"
+    h.no_answer("c2")                 # the mobile did not answer: now the queue
+    assert h.core.queue_position("c2") == 1
