@@ -70,10 +70,10 @@ class CallRecording:
 
     def toggle(self, event: RecordingToggle) -> None:
         sb = self.sb
-        agent = sb.board.agents.get(event.agent_id)
+        agent = sb.board.agents.get(event.agent_id) or sb.board.by_extension.get(event.extension)
         call = sb.calls.get(agent.call_id or "") if agent is not None else None
         if agent is None or call is None or call.answered_at is None:
-            self._refuse(event.agent_id, "no answered call")
+            self._refuse(event.agent_id or event.extension, "no answered call")
             return
         if self.policy(agent, call.direction) == "never":
             self._refuse(agent.id, "recording is off for this extension")

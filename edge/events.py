@@ -197,10 +197,12 @@ class RecordingToggle(Event):
     """Record on demand: the agent (phone or API) switches their current call's recording.
 
     ``on`` None toggles; True/False sets. Refused (``recording.refused``) when the agent's policy
-    is ``never`` or they have no answered call.
+    is ``never`` or they have no answered call. From the phone (``*3`` during the call, FastAGI
+    ``record-toggle``) the driver knows only the ``extension``.
     """
     agent_id: str
     on: bool | None = None
+    extension: str = ""
 
 
 @dataclass(frozen=True)

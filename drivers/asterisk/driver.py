@@ -39,7 +39,7 @@ from edge.commands import (
 from edge.events import (
     AgentAnswered, CallbackAnswered, CallbackFailed, CallOffered, ChannelsSnapshot, Event,
     ExtensionDialled, LinkChanged, RecordingFailed, CallTransferred, TransferFailed,
-    AttendedTransferred, HoldChanged,
+    AttendedTransferred, HoldChanged, RecordingToggle,
 )
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,8 @@ class AsteriskDriver:
         self._link_was_down = False
         self.fastagi = FastAgiServer(fastagi, {"incoming": self._incoming, "dial": self._dial,
                                                "callback": self._callback,
-                                               "transfer": self._transfer})
+                                               "transfer": self._transfer,
+                                               "record-toggle": self._record_toggle})
         self.ami: AmiClient | None = None
         if ami is not None:
             self.ami = AmiClient(ami.scaled(time_scale), on_link=self._on_link, sleep=sleep, profile=profile)
@@ -279,6 +280,16 @@ class AsteriskDriver:
         event = CallbackAnswered(call_id=request.uniqueid, channel=request.channel,
                                  extension=phone_extension(request.channel), number=number)
         self._run_call(request, event)
+
+    def _record_toggle(self, request: FastAgiRequest) -> None:
+        """``*3`` on a bridged desk phone (features.conf applicationmap ``edge-record``): toggle
+        the recording of that agent's call. Nothing runs on this session: returning closes it
+        and Asterisk puts the phone back in its call."""
+        extension = phone_extension(request.channel)
+        if extension:
+            self._post(RecordingToggle("", None, extension))
+        else:
+            log.warning("record-toggle from %s, which is not a desk phone; ignored", request.channel)
 
     def _transfer(self, request: FastAgiRequest) -> None:
         """A redirected caller is back (context ``transfer``): arg1 is the target."""

@@ -41,7 +41,11 @@ def features_conf(site: Site) -> str:
     """The attended-transfer feature code: AMI ``Atxfer`` queues it as DTMF, and stock Asterisk
     ships it empty, so without it every Atxfer fails (``No attended transfer feature code``)."""
     lines = _header("features.conf", "Attended transfer (TEL-2) through AMI Atxfer.")
-    lines += ["[featuremap]", "atxfer => *2", "", "#tryinclude features_custom.conf", ""]
+    lines += ["[featuremap]", "atxfer => *2", "",
+              "[applicationmap]",
+              "; *3 during a call: the agent switches an on-demand recording (REC-1)",
+              f"edge-record => *3,self,AGI,{site.agi_url('record-toggle')}", "",
+              "#tryinclude features_custom.conf", ""]
     return "\n".join(lines)
 
 
@@ -110,6 +114,7 @@ def _agi_block(site: Site, pattern: str, script: str, origin: str) -> list[str]:
     return [
         f"exten => {pattern},1,NoOp(edge {script}: ${{CHANNEL}} from ${{CALLERID(num)}} to ${{EXTEN}})",
         f" same => n,Set(CHANNEL(musicclass)={site.moh_class})",
+        " same => n,Set(__DYNAMIC_FEATURES=edge-record)",  # *3 on the agent's phone (features.conf)
         f" same => n,AGI({site.agi_url(script)},${{EXTEN}})",
         f' same => n,GotoIf($["${{AGISTATUS}}" = "FAILURE"]?edge-unreachable,{origin},1)',
         " same => n,Hangup()",
