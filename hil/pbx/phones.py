@@ -6,7 +6,8 @@ opens the ``dial`` FastAGI script with the digits, as the dialplan
 
 Once it answered a ring, a phone can hang up after its talk time, put the call on hold and take
 it back (``holds``: ``Hold``/``Unhold``, the peer hears music on hold) and key DTMF (``dtmf``: the
-transfer features, ``*4`` swaps during an attended transfer), as ``hil.pbx.transfer`` plays them.
+bridge features of ``hil.pbx.features``: ``*2`` attended transfer, ``*4`` swaps during one, ``*3``
+runs the edge's ``record-toggle`` FastAGI on the phone's channel).
 """
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ class AnsweredPhone:
         self.timers: list = []
 
     def on_answered(self, ch: Channel) -> None:
-        from hil.pbx.transfer import phone_hold, press
+        from hil.pbx.features import press
+        from hil.pbx.transfer import phone_hold
 
         pbx, b = self.pbx, self.behaviour
         if b.hangup_after_ms is not None:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
+from hil.pbx import features
 from hil.pbx.ami_server import AmiServer
 from hil.pbx.audio import AudioSpan
 from hil.pbx.channels import Channel
@@ -41,12 +42,17 @@ class PbxSimulator:
                  agi_port: int = 4573, ami_host: str = "127.0.0.1", ami_port: int = 0,
                  time_scale: float = 1.0, ami_users: dict[str, str] | None = None,
                  channelvars: tuple[str, ...] = ("ACC_TAG", "CUSTOMER_ID"),
-                 spool_dir: str | Path | None = None, witness_dir: str | Path | None = None) -> None:
+                 spool_dir: str | Path | None = None, witness_dir: str | Path | None = None,
+                 applicationmap: Mapping[str, str | Sequence[str]] | None = None) -> None:
+        """``applicationmap``: features.conf's DynamicFeatures, DTMF code -> FastAGI script run on
+        the bridged desk phone that keys it, ``{"*3": "record-toggle"}`` or ``{"*3": (script,
+        "self", name)}``; ``None`` keeps ``hil.pbx.features.DEFAULT_APPLICATIONMAP``, ``{}`` none."""
         if isinstance(world, dict):
             world = World.from_dict(world)
         self.world = world or World()
         self.pbx = Pbx(self.world, time_scale=time_scale, channelvars=channelvars,
                        agi_host=edge_host, agi_port=agi_port, spool_dir=spool_dir, witness_dir=witness_dir)
+        features.configure(self.pbx, applicationmap)
         self.ami = AmiServer(self.pbx, ami_host, ami_port, ami_users)
         self.recorder = self.pbx.recorder
         self.running = False

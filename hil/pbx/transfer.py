@@ -1,7 +1,9 @@
 """Attended transfer (AMI ``Atxfer`` and the transfer DTMF features) and hold, as Asterisk 22 plays
 them. derived from source: main/manager.c ``action_atxfer``, main/bridge_basic.c (the ``atxfer``
 feature and its state machine), main/bridge_channel.c ``ast_bridge_channel_write_hold``,
-res/res_pjsip_sdp_rtp.c (a phone's hold), main/features_config.c (the defaults below).
+res/res_pjsip_sdp_rtp.c (a phone's hold), main/features_config.c (the defaults below). The DTMF
+matching itself, and the featuremap's ``atxfer`` code, are ``hil.pbx.features``'s; this module
+hands it the transfer's hooks.
 
 ``Atxfer`` only queues DTMF on the transferer's channel, as if its phone had keyed them: the
 featuremap ``atxfer`` code, then the extension. In a bridge the feature then runs:
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING, Callable
 
 from hil.pbx.channels import RING, RINGING, Bridge, Channel
 from hil.pbx.dial import ANSWER, CANCEL, DialAttempt, Leg, request
+from hil.pbx.features import FEATURE_ATXFER, queue_dtmf
 from hil.pbx.timebase import Timer
 
 if TYPE_CHECKING:
@@ -50,9 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FEATURE_ATXFER = "*2"   # features.conf [featuremap] atxfer; Asterisk ships it empty (README)
 ABORT, COMPLETE, THREEWAY, SWAP = "*1", "*2", "*3", "*4"  # atxferabort/complete/threeway/swap
-FEATURE_DIGIT_MS = 1000   # featuredigittimeout
 TRANSFER_DIGIT_MS = 3000  # transferdigittimeout
 NO_ANSWER_MS = 15000      # atxfernoanswertimeout
 DIAL_TIMEOUT_S = 60       # the transfer context's Dial
@@ -105,11 +106,10 @@ def phone_hold(pbx: "Pbx", ch: Channel, on: bool) -> None:
         pbx.changed()
 
 
-# --- DTMF into the bridge features -----------------------------------------------------------------
+# --- the transfer's part of the bridge features (hil.pbx.features matches the digits) -------------
 class _Registry:
     def __init__(self) -> None:
         self.transfers: dict[str, AttendedTransfer] = {}  # transferer channel name -> transfer
-        self.buffers: dict[str, str] = {}
         self.held: set[str] = set()
 
 
@@ -131,64 +131,34 @@ def atxfer(pbx: "Pbx", ch: Channel, exten: str, context: str) -> None:
     pbx.later(0, lambda: queue_dtmf(pbx, ch, FEATURE_ATXFER + exten), "atxfer")
 
 
-def queue_dtmf(pbx: "Pbx", ch: Channel, digits: str, duration_ms: int = 0) -> None:
-    """Digits queued on the channel's read side (Atxfer, PlayDTMF ``Receive: yes``). derived from
-    source: main/channel.c __ast_read reports a lone DTMF END frame as ``DTMFEnd`` only, with the
-    frame's length (0 for Atxfer), then emulates the BEGIN it never had without an event."""
-    with pbx.lock:
-        for digit in digits:
-            if ch.hungup:
-                return
-            pbx.emit(pbx.events.dtmf_end(ch, digit, "Received", duration_ms))
-            _received(pbx, ch, digit)
+def phone_holds(pbx: "Pbx", ch: Channel) -> bool:
+    """Whether the desk phone on ``ch`` has the call on hold (its own re-INVITE)."""
+    return ch.name in _registry(pbx).held
 
 
-def press(pbx: "Pbx", ch: Channel, digits: str, gap_ms: int = 150) -> None:
-    """The desk phone on ``ch`` keys ``digits`` (RFC 4733: DTMFBegin and DTMFEnd, 100 ms each)."""
-    def key(digit: str) -> None:
-        if ch.hungup:
-            return
-        pbx.emit(pbx.events.dtmf_begin(ch, digit, "Received"))
-        pbx.emit(pbx.events.dtmf_end(ch, digit, "Received"))
-        _received(pbx, ch, digit)
-    for i, digit in enumerate(digits):
-        pbx.later(i * gap_ms, lambda d=digit: key(d), "phone-dtmf")
+def collect_digit(pbx: "Pbx", ch: Channel, digit: str) -> bool:
+    """The transferer keying the extension (ast_app_dtget) takes the digit from feature matching."""
+    xfer = _registry(pbx).transfers.get(ch.name)
+    if xfer is None or xfer.state != COLLECTING:
+        return False
+    xfer.collect(digit)
+    return True
 
 
-def _received(pbx: "Pbx", ch: Channel, digit: str) -> None:
-    """A digit read from ``ch``: an AGI command reading gets it, a bridge matches its features."""
-    heard = ch.dtmf_listening
-    if heard:
-        ch.dtmf.append(digit)
-    pbx.record("dtmf", call=ch.call, channel=ch.name, digit=digit, direction="Received", heard=heard)
-    _feature_digit(pbx, ch, digit)
-    pbx.changed()
+def personality_hooks(pbx: "Pbx", ch: Channel) -> dict[str, Callable[[], None]] | None:
+    """While a transfer runs its bridges have the atxfer personality: the transferer has the
+    transfer's hooks, everyone else none; ``None`` outside a transfer (the normal hooks apply)."""
+    xfer = _registry(pbx).transfers.get(ch.name)
+    if xfer is not None:
+        return xfer.hooks(ch)
+    if isinstance(getattr(ch.bridge, "personality", None), AttendedTransfer):
+        return {}
+    return None
 
 
-def _feature_digit(pbx: "Pbx", ch: Channel, digit: str) -> None:
-    """bridge_channel.c feature matching: digits collect while they prefix a hook's code; a full
-    code fires the hook; anything else is flushed. Outside a bridge nothing listens."""
-    reg = _registry(pbx)
-    xfer = reg.transfers.get(ch.name)
-    if xfer is not None and xfer.state == COLLECTING:
-        xfer.collect(digit)
-        return
-    hooks = xfer.hooks(ch) if xfer is not None else _normal_hooks(pbx, ch)
-    buffer = reg.buffers.pop(ch.name, "") + digit
-    if buffer in hooks:
-        hooks[buffer]()
-    elif any(code.startswith(buffer) for code in hooks):
-        reg.buffers[ch.name] = buffer
-
-        def expire() -> None:  # featuredigittimeout: a partial code is dropped
-            if reg.buffers.get(ch.name) == buffer:
-                del reg.buffers[ch.name]
-        pbx.later(FEATURE_DIGIT_MS, expire, "feature-digits")
-
-
-def _normal_hooks(pbx: "Pbx", ch: Channel) -> dict[str, Callable[[], None]]:
-    if ch.bridge is None or not FEATURE_ATXFER or isinstance(getattr(ch.bridge, "personality", None),
-                                                              AttendedTransfer):
+def builtin_hooks(pbx: "Pbx", ch: Channel) -> dict[str, Callable[[], None]]:
+    """The featuremap hooks of a channel in a normal bridge: ``atxfer``."""
+    if not FEATURE_ATXFER:
         return {}
     return {FEATURE_ATXFER: lambda: AttendedTransfer(pbx, ch).start()}
 
