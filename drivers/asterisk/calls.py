@@ -42,6 +42,9 @@ HANGUP_REPORTS: dict[str, tuple[str, int, str]] = {
     "error": ("system", 0, "Unknown"),
 }
 APP_NOT_FOUND = "-2"
+# Dial's pre-dial handler on an agent's desk-phone leg (docs/asterisk.md, context cc-callee):
+# it enables the *3 recording key on the agent's channel only, never on the customer's.
+CALLEE_SETUP = "b(cc-callee^s^1)"
 
 
 class CallSession:
@@ -160,7 +163,8 @@ class CallSession:
         elif isinstance(command, RingAgent):
             if command.caller_id:
                 agi.run("SET CALLERID", quote_agi_arg(command.caller_id))
-            self._dial("RingAgent", command.dial_string, command.timeout_s)
+            options = CALLEE_SETUP if command.dial_string.startswith("PJSIP/") else ""
+            self._dial("RingAgent", command.dial_string, command.timeout_s, options)
         elif isinstance(command, DialOut):
             self._dial("DialOut", command.dial_string, command.timeout_s)
         elif isinstance(command, Spy):
@@ -200,10 +204,11 @@ class CallSession:
         ended = reply.data or ("dtmf" if reply.result not in ("0", "-1") else "timeout")
         self._done("RecordMessage", status=ended, ok=reply.result != "-1")
 
-    def _dial(self, name: str, dial_string: str, timeout_s: int) -> None:
+    def _dial(self, name: str, dial_string: str, timeout_s: int, options: str = "") -> None:
         """``EXEC Dial``; ``result=-1`` after an answered far end hung up is normal, so the
         outcome comes from ``DIALSTATUS``/``ANSWEREDTIME``, not from the result."""
-        reply = self._exec_app("Dial", f"{dial_string},{timeout_s}")
+        data = f"{dial_string},{timeout_s}" + (f",{options}" if options else "")
+        reply = self._exec_app("Dial", data)
         if reply.result == APP_NOT_FOUND:
             self._done(name, ok=False)
             return

@@ -126,7 +126,7 @@ def test_ring_agent_stops_music_dials_and_reports_status(ami_server, driver, cal
     driver.execute([RingAgent(CALL, "8001", "PJSIP/8001", 20)])
     call.expect("SET MUSIC OFF")
     call.reply("200 result=0")
-    call.expect("EXEC Dial PJSIP/8001,20")
+    call.expect("EXEC Dial PJSIP/8001,20,b(cc-callee^s^1)")
     dial_end = next(b for b in recording("agi-03-exec-dial.ami").events("DialEnd")
                     if b"DialStatus: ANSWER" in b and b"\r\nUniqueid:" in b)  # not the Originate one
     dial_end = (dial_end.replace(b"Uniqueid: 1795392259.59", f"Uniqueid: {CALL}".encode())
@@ -146,7 +146,7 @@ def test_caller_hanging_up_during_the_bridge_keeps_the_answer(driver, call, even
     """No DialEnd from AMI (late or lost): the Dial outcome read after the bare HANGUP line still
     reports the answer, before the one CallHungUp, so the call is not filed as abandoned."""
     driver.execute([RingAgent(CALL, "8001", "PJSIP/8001", 20)])
-    call.expect("EXEC Dial PJSIP/8001,20")
+    call.expect("EXEC Dial PJSIP/8001,20,b(cc-callee^s^1)")
     call.reply("200 result=-1")
     call.expect('GET VARIABLE "DIALSTATUS"')
     call.reply("HANGUP")  # the caller left; Asterisk still answers dead-channel-safe reads
@@ -162,7 +162,7 @@ def test_caller_hanging_up_during_the_bridge_keeps_the_answer(driver, call, even
 
 def test_no_answer_from_the_agent(driver, call, events):
     driver.execute([RingAgent(CALL, "8001", "PJSIP/8001", 3)])
-    call.expect("EXEC Dial PJSIP/8001,3")
+    call.expect("EXEC Dial PJSIP/8001,3,b(cc-callee^s^1)")
     call.reply("200 result=0")
     call.expect('GET VARIABLE "DIALSTATUS"')
     call.reply("200 result=1 (NOANSWER)")

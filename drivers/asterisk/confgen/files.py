@@ -98,6 +98,12 @@ def extensions_conf(site: Site) -> str:
         lines += _agi_block(site, pattern, "transfer", "trunk")
     lines += [
         "",
+        "[cc-callee]",
+        "; Dial's pre-dial handler on the agent's leg (the edge dials b(cc-callee^s^1)): *3 toggles",
+        "; the recording from the agent's phone only; the customer's channel never gets it.",
+        "exten => s,1,Set(DYNAMIC_FEATURES=edge-record)",
+        " same => n,Return()",
+        "",
         "[consult]",
         "; An attended transfer's consultation (AMI Atxfer, TRANSFER_CONTEXT=consult): ring the",
         "; consulted agent's desk phone directly.",
@@ -114,7 +120,6 @@ def _agi_block(site: Site, pattern: str, script: str, origin: str) -> list[str]:
     return [
         f"exten => {pattern},1,NoOp(edge {script}: ${{CHANNEL}} from ${{CALLERID(num)}} to ${{EXTEN}})",
         f" same => n,Set(CHANNEL(musicclass)={site.moh_class})",
-        " same => n,Set(__DYNAMIC_FEATURES=edge-record)",  # *3 on the agent's phone (features.conf)
         f" same => n,AGI({site.agi_url(script)},${{EXTEN}})",
         f' same => n,GotoIf($["${{AGISTATUS}}" = "FAILURE"]?edge-unreachable,{origin},1)',
         " same => n,Hangup()",
