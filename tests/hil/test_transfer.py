@@ -82,4 +82,4 @@ def test_hold_time_reaches_the_cdr(tmp_path: Path) -> None:
     run = run_with_edge(SCENARIOS / "hold-with-music.yaml", tmp_path)
     assert run.passed, run.report()
     [cdr] = run.cdrs
-    assert 3.5 <= cdr["hold_s"] <= 4.5
+    assert 3.0 <= cdr["hold_s"] <= 6.0  # 4 scripted s; at time_scale 0.02 a 20 ms stall is 1 s
