@@ -15,6 +15,10 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge.config_reader import TableReader, join_path
+from edge.config_sections import (RECORD_POLICIES, ApiSection, IvrSection, RatingSection,
+                                  RecordingSection, RoamingSection, VoicemailSection, read_api,
+                                  read_ivr, read_rating, read_recording, read_roaming,
+                                  read_voicemail)
 from edge.errors import ConfigError
 from edge.hours import PERIOD_KINDS, WorkCalendar, parse_calendars
 from edge.ivr.loader import load_flows
@@ -26,11 +30,9 @@ ROLES = ("agent", "team_lead", "supervisor", "admin")
 STRATEGIES = ("least_calls", "extension_order")
 TERMINAL_OVERFLOWS = ("voicemail", "callback", "hangup")
 OUT_OF_HOURS = ("play", "voicemail", "roam")
-ROAM_PRESENT = ("caller", "company")
 CODE_ACTIONS = ("listen", "whisper", "barge", "force_hangup", "pickup", "trunk_dial",
                 "toggle_busy", "toggle_login", "toggle_away", "disabled")
 SUPERVISING = ("supervisor", "team_lead")
-RECORD_POLICIES = ("always", "never", "on_demand")
 
 
 @dataclass(frozen=True)
@@ -50,87 +52,6 @@ class AsteriskSection:
     fastagi_host: str = "0.0.0.0"
     fastagi_port: int = 4573
     fastagi_workers: int = 64
-
-
-@dataclass(frozen=True)
-class RecordingSection:
-    """Call recording (REC-1/2). Asterisk's MixMonitor writes WAVs into ``spool_dir`` on the same
-    box; the edge encodes them to MP3 under ``root/<YYYY-MM-DD>/<agent>/`` and deletes a WAV only
-    after its MP3 decoded back to the right length. ``inbound``/``outbound``: the default policy of
-    an extension (an agent's ``record_inbound``/``record_outbound`` overrides it)."""
-    enabled: bool = True
-    spool_dir: str = "/var/spool/asterisk/monitor"
-    root: str = "recordings"
-    inbound: str = "always"
-    outbound: str = "always"
-    bitrate_kbps: int = 16
-    quality: int = 5
-    workers: int = 0          # encoder processes; 0 = one per CPU core
-    settle_s: float = 2.0     # a WAV must stop growing this long (virtual s) before it is encoded
-    from_answer: bool = False  # inbound "always": record from the trunk's answer, IVR included
-
-    def policy(self, agent: "AgentConfig", direction: str) -> str:
-        if not self.enabled:
-            return "never"
-        own = agent.record_inbound if direction == "inbound" else agent.record_outbound
-        return own or (self.inbound if direction == "inbound" else self.outbound)
-
-
-@dataclass(frozen=True)
-class RatingSection:
-    """Satisfaction rating (INB-12): after the agent hangs up, the caller hears ``prompt`` and
-    keys a score; a score in ``bad`` puts a callback task on the team lead's list."""
-    enabled: bool = False
-    prompt: str = "cc/rate-call"
-    thanks_prompt: str = "cc/rate-thanks"
-    timeout_s: float = 8.0
-    scores: Mapping[str, str] = field(default_factory=lambda: MappingProxyType(
-        {"1": "satisfied", "2": "neutral", "3": "unsatisfied"}))
-    bad: tuple[str, ...] = ("3",)
-
-
-@dataclass(frozen=True)
-class RoamingSection:
-    """Mobile roaming (INB-8): calls for an agent who is away (``roam_when_away``) or out of
-    hours (a group's ``out_of_hours = "roam"``) ring the agent's mobile through ``trunk_group``.
-    ``present``: ``caller`` shows the customer's number on the mobile (E1/PRI trunks that allow
-    it); ``company`` shows ``company_number`` (analog lines and carriers that refuse a foreign
-    caller ID)."""
-    trunk_group: str = "g0"
-    present: str = "caller"
-    company_number: str = ""
-    ring_timeout_s: int = 25
-
-    def dial_string(self, mobile: str) -> str:
-        return f"DAHDI/{self.trunk_group}/{mobile}"
-
-
-@dataclass(frozen=True)
-class IvrSection:
-    """IVR flows (INB-11): YAML/JSON files in ``flows_dir``, checked at load against the prompts
-    in ``prompt_dirs`` (Asterisk's sounds folders), so a missing prompt stops the edge at start,
-    not a caller mid-call."""
-    flows_dir: str = ""
-    prompt_dirs: tuple[str, ...] = ("/var/lib/asterisk/sounds/zh", "/var/lib/asterisk/sounds")
-
-
-@dataclass(frozen=True)
-class VoicemailSection:
-    """Voicemail (INB-13): the caller's message is recorded by Asterisk into the recording
-    spool dir and encoded like a call recording, filed under ``voicemail-<box>``."""
-    max_s: int = 120
-    silence_s: int = 5
-    greeting: str = "cc/voicemail-greeting"
-    thanks: str = "cc/voicemail-thanks"
-
-
-@dataclass(frozen=True)
-class ApiSection:
-    """The local HTTP API (``edge.api``): loopback by default, no authentication yet; port 0
-    picks a free one (tests)."""
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = 8080
 
 
 @dataclass(frozen=True)
@@ -305,22 +226,13 @@ def parse_config(data: Mapping[str, Any], base_dir: str | Path | None = None) ->
     groups = root.each("groups", _read_group)
     routing = _read_routing(root.table("routing"), groups, base_dir)
     codes = _read_codes(root.table("codes"))
-    recording = _read_recording(root.table("recording"), base_dir)
+    recording = read_recording(root.table("recording"), base_dir)
     calendars = parse_calendars(root.raw("calendars", []), edge.timezone)
-    ivr = _read_ivr(root.table("ivr"), base_dir)
-    rating = _read_rating(root.table("rating"))
-    roaming = _read_roaming(root.table("roaming"))
-    api_table = root.table("api")
-    api = ApiSection(enabled=api_table.flag("enabled", True), host=api_table.text("host", "127.0.0.1"),
-                     port=api_table.integer("port", 8080, minimum=0, maximum=65535))
-    api_table.finish()
-    vm = root.table("voicemail")
-    voicemail = VoicemailSection(
-        max_s=vm.integer("max_s", 120, minimum=5, maximum=600),
-        silence_s=vm.integer("silence_s", 5, minimum=0, maximum=60),
-        greeting=vm.text("greeting", "cc/voicemail-greeting"),
-        thanks=vm.text("thanks", "cc/voicemail-thanks"))
-    vm.finish()
+    ivr = read_ivr(root.table("ivr"), base_dir)
+    rating = read_rating(root.table("rating"))
+    roaming = read_roaming(root.table("roaming"))
+    api = read_api(root.table("api"))
+    voicemail = read_voicemail(root.table("voicemail"))
     root.finish()
     flows = load_flows(ivr.flows_dir, ivr.prompt_dirs) if ivr.flows_dir else {}
     config = EdgeConfig(edge, asterisk, trunks, agents, groups, routing, codes,
@@ -355,73 +267,6 @@ def _read_asterisk(t: TableReader) -> AsteriskSection:
         fastagi_host=t.text("fastagi_host", "0.0.0.0"),
         fastagi_port=t.integer("fastagi_port", 4573, minimum=1, maximum=65535),
         fastagi_workers=t.integer("fastagi_workers", 64, minimum=1, maximum=4096),
-    )
-    t.finish()
-    return section
-
-
-def _read_recording(t: TableReader, base_dir: str | Path | None) -> RecordingSection:
-    root = t.text("root", "recordings")
-    if base_dir is not None and not Path(root).is_absolute():
-        root = str(Path(base_dir) / root)
-    section = RecordingSection(
-        enabled=t.flag("enabled", True),
-        spool_dir=t.text("spool_dir", "/var/spool/asterisk/monitor"),
-        root=root,
-        inbound=t.text("inbound", "always", choices=RECORD_POLICIES),
-        outbound=t.text("outbound", "always", choices=RECORD_POLICIES),
-        bitrate_kbps=t.integer("bitrate_kbps", 16, minimum=8, maximum=320),
-        quality=t.integer("quality", 5, minimum=0, maximum=9),
-        workers=t.integer("workers", 0, minimum=0, maximum=64),
-        settle_s=t.number("settle_s", 2.0, minimum=0),
-        from_answer=t.flag("from_answer", False),
-    )
-    t.finish()
-    return section
-
-
-def _read_roaming(t: TableReader) -> RoamingSection:
-    section = RoamingSection(
-        trunk_group=t.text("trunk_group", "g0"),
-        present=t.text("present", "caller", choices=ROAM_PRESENT),
-        company_number=t.phone("company_number", ""),
-        ring_timeout_s=t.integer("ring_timeout_s", 25, minimum=5),
-    )
-    if section.present == "company" and not section.company_number:
-        raise t.error("company_number", "required when present = \"company\"")
-    t.finish()
-    return section
-
-
-def _read_rating(t: TableReader) -> RatingSection:
-    scores = t.text_map("scores") or dict(RatingSection().scores)
-    for key in scores:
-        if not (key.isdigit() and len(key) == 1):
-            raise ConfigError(join_path(t.at("scores"), key), "a score key must be one digit")
-    bad = t.text_list("bad", ("3",))
-    for i, key in enumerate(bad):
-        if key not in scores:
-            raise ConfigError(f"{t.at('bad')}[{i}]", f"{key!r} is not one of the scores")
-    section = RatingSection(
-        enabled=t.flag("enabled", False),
-        prompt=t.text("prompt", "cc/rate-call"),
-        thanks_prompt=t.text("thanks_prompt", "cc/rate-thanks"),
-        timeout_s=t.number("timeout_s", 8.0, positive=True),
-        scores=MappingProxyType(scores),
-        bad=bad,
-    )
-    t.finish()
-    return section
-
-
-def _read_ivr(t: TableReader, base_dir: str | Path | None) -> IvrSection:
-    def local(path: str) -> str:
-        return str(Path(base_dir) / path) if base_dir is not None and not Path(path).is_absolute() else path
-
-    flows_dir = t.text("flows_dir", "")
-    section = IvrSection(
-        flows_dir=local(flows_dir) if flows_dir else "",
-        prompt_dirs=tuple(local(p) for p in t.text_list("prompt_dirs", IvrSection.prompt_dirs)),
     )
     t.finish()
     return section

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge.commands import Hangup, Play, RingAgent
+from edge.commands import Hangup, Play
 from edge.errors import ConfigError
 from edge.config import parse_config
 from tests.edge.conftest import branch
