@@ -6,35 +6,29 @@ Timings are scripted milliseconds at ``time_scale`` 0.01 (a scripted second is 1
 """
 from __future__ import annotations
 
-import socket
 import threading
-import time
-from typing import BinaryIO, Callable
+from typing import Callable
 
 import pytest
 
-from drivers.asterisk.codec import AmiMessage, AmiParser, parse_agi_env
 from hil.pbx.errors import ScriptError
 from hil.pbx.features import parse_applicationmap
 from hil.pbx.simulator import PbxSimulator
+from tests.hil.wire_peers import AmiProbe, ScriptedEdge
 
 CALLER = "DAHDI/1-1"
 E1 = {"trunks": [{"profile": "e1", "channels": "1-4"}]}
 
 
-class Edge:
-    """FastAGI server running ``flows[script](send, env)``; ``send(cmd)`` returns the reply line.
-    ``incoming`` Dials 8001 for the caller, then reads DIALSTATUS; ``record-toggle`` keeps its env
-    and holds the session until ``release`` is set."""
+class Edge(ScriptedEdge):
+    """``incoming`` Dials 8001 for the caller, then reads DIALSTATUS; ``record-toggle`` keeps its
+    env and holds the session until ``release`` is set."""
 
     def __init__(self, agi_server, extra: dict[str, Callable] | None = None) -> None:
-        self.envs: list[dict[str, str]] = []
         self.replies: dict[str, str] = {}
         self.release = threading.Event()
-        self.hangups = 0
-        self.flows = {"incoming": self.incoming, "record-toggle": self.record_toggle, **(extra or {})}
-        self.server = agi_server(self._serve)
-        self.port = self.server.port
+        super().__init__({"incoming": self.incoming, "record-toggle": self.record_toggle,
+                          **(extra or {})}, agi_server)
 
     def incoming(self, send, env) -> None:
         self.replies["dial"] = send("EXEC Dial PJSIP/8001,20")
@@ -47,41 +41,8 @@ class Edge:
     def toggles(self, script: str = "record-toggle") -> list[dict[str, str]]:
         return [e for e in self.envs if e["agi_network_script"] == script]
 
-    def _serve(self, conn: socket.socket, reader: BinaryIO) -> None:
-        lines = []
-        while (line := reader.readline().decode()) not in ("\n", ""):
-            lines.append(line)
-        env = parse_agi_env(lines)
-        self.envs.append(env)
 
-        def send(command: str) -> str:
-            conn.sendall((command + "\n").encode())
-            while (reply := reader.readline().decode().rstrip("\n")) == "HANGUP":
-                self.hangups += 1
-            return reply
-
-        self.flows.get(env["agi_network_script"], lambda send, env: None)(send, env)
-
-
-class Ami:
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.parser, self.messages = AmiParser(), []
-        self.sock.sendall(b"Action: Login\r\nActionID: 1\r\n"
-                          b"Username: acceptance\r\nSecret: acceptance\r\n\r\n")
-        self.wait(lambda m: m.kind == "response")
-
-    def wait(self, predicate, timeout: float = 5.0) -> AmiMessage:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [m for m in self.messages if predicate(m)]
-            if found:
-                return found[0]
-            assert time.monotonic() < deadline, "AMI message not seen"
-            self.messages += [i for i in self.parser.feed(self.sock.recv(65536)) if isinstance(i, AmiMessage)]
-
-    def named(self, name: str, **match: str) -> list[AmiMessage]:
-        return [m for m in self.messages if m.name == name and all(m.get(k) == v for k, v in match.items())]
+Ami = AmiProbe
 
 
 @pytest.fixture
