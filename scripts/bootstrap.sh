@@ -10,6 +10,7 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv python3-pip)
 command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
 command -v lame >/dev/null 2>&1 || need_apt+=(lame)   # the recording benchmark compares against the lame CLI
+[ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)    # the MQTT broker the sync tests run against
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${need_apt[*]}"
     as_root apt-get update -qq
