@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge.config_reader import TableReader, join_path
 from edge.config_sections import (RECORD_POLICIES, ApiSection, IvrSection, RatingSection,
-                                  RecordingSection, RoamingSection, VoicemailSection, read_api,
-                                  read_ivr, read_rating, read_recording, read_roaming,
-                                  read_voicemail)
+                                  RecordingSection, RoamingSection, SyncSection, VoicemailSection,
+                                  read_api, read_ivr, read_rating, read_recording, read_roaming,
+                                  read_sync, read_voicemail)
 from edge.errors import ConfigError
 from edge.hours import PERIOD_KINDS, WorkCalendar, parse_calendars
 from edge.ivr.loader import load_flows
@@ -192,6 +192,7 @@ class EdgeConfig:
     roaming: RoamingSection = RoamingSection()
     api: ApiSection = ApiSection()
     voicemail: VoicemailSection = VoicemailSection()
+    sync: SyncSection = SyncSection()
     flows: Mapping[str, Flow] = field(default_factory=dict)
 
     def group(self, name: str) -> GroupConfig:
@@ -233,12 +234,13 @@ def parse_config(data: Mapping[str, Any], base_dir: str | Path | None = None) ->
     roaming = read_roaming(root.table("roaming"))
     api = read_api(root.table("api"))
     voicemail = read_voicemail(root.table("voicemail"))
+    sync = read_sync(root.table("sync"))
     root.finish()
     flows = load_flows(ivr.flows_dir, ivr.prompt_dirs) if ivr.flows_dir else {}
     config = EdgeConfig(edge, asterisk, trunks, agents, groups, routing, codes,
                         recording=recording, calendars=MappingProxyType(calendars), ivr=ivr,
                         flows=MappingProxyType(flows), rating=rating, roaming=roaming, api=api,
-                        voicemail=voicemail)
+                        voicemail=voicemail, sync=sync)
     _check_references(config)
     return config
 

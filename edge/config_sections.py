@@ -184,3 +184,31 @@ def read_voicemail(t: TableReader) -> VoicemailSection:
         thanks=t.text("thanks", "cc/voicemail-thanks"))
     t.finish()
     return section
+
+
+@dataclass(frozen=True)
+class SyncSection:
+    """Edge -> HQ sync (``edge.sync``): every CDR and notification also goes to the outbox and is
+    published to the broker until HQ acknowledges it. ``username`` defaults to the edge id (the
+    broker's ACLs confine a user to ``cc/v1/<user>/...``)."""
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str = ""
+    password: str = ""
+    in_flight: int = 1000
+    resend_s: float = 5.0
+
+
+def read_sync(t: TableReader) -> SyncSection:
+    section = SyncSection(
+        enabled=t.flag("enabled", False),
+        host=t.text("host", "127.0.0.1"),
+        port=t.integer("port", 1883, minimum=1, maximum=65535),
+        username=t.text("username", ""),
+        password=t.text("password", "", allow_empty=True),
+        in_flight=t.integer("in_flight", 1000, minimum=1, maximum=65535),
+        resend_s=t.number("resend_s", 5.0, positive=True),
+    )
+    t.finish()
+    return section

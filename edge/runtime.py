@@ -26,6 +26,7 @@ from edge.store import Store, StoreError
 if TYPE_CHECKING:
     from edge.api import EdgeApi
     from edge.recordings.service import RecordingService
+    from edge.sync.publisher import SyncPublisher
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class EdgeRuntime:
     ) -> None:
         self.config = config
         self.clock = clock or ScaledClock(config.edge.time_scale)
-        self.store = Store(config.edge.store)
+        self.store = Store(config.edge.store, outbox=config.sync.enabled)
         self.events: "queue.Queue[Event]" = queue.Queue()
         day_start, day_end = local_day_window(self.clock.now(), config.edge.timezone)
         self.core = Core(
@@ -86,6 +87,7 @@ class EdgeRuntime:
         self.driver = factory(self.events.put)
         self.recordings = self._recording_service() if config.recording.enabled else None
         self.api: "EdgeApi | None" = None
+        self.sync: "SyncPublisher | None" = None
         self._listeners: list[Callable[[Command], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -115,6 +117,14 @@ class EdgeRuntime:
         self.driver.start()
         if self.recordings is not None:
             self.recordings.start()
+        if self.config.sync.enabled:
+            from edge.sync.publisher import SyncPublisher
+
+            sync, edge_id = self.config.sync, self.config.edge.id
+            self.sync = SyncPublisher(self.config.edge.store, edge_id, sync.host, sync.port,
+                                      sync.username or edge_id, sync.password,
+                                      in_flight=sync.in_flight, resend_s=sync.resend_s)
+            self.sync.start()
         if self.config.api.enabled:
             from edge.api import EdgeApi
 
@@ -130,6 +140,8 @@ class EdgeRuntime:
             self._thread.join(timeout=5)
         if self.recordings is not None:
             self.recordings.stop()
+        if self.sync is not None:
+            self.sync.stop()
         self.store.close()
 
     def subscribe(self, listener: Callable[[Command], None]) -> None:

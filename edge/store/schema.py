@@ -135,7 +135,22 @@ def _v2_recordings_customers(db: Database) -> None:
     db["tasks"].create_index(["state", "kind"], index_name="idx_tasks_state_kind")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_cdrs_and_events, _v2_recordings_customers)
+def _v3_outbox(db: Database) -> None:
+    """The sync outbox (``edge.store.outbox_rows``) and each stream's last ``seq``."""
+    db.execute("""
+        CREATE TABLE outbox (
+            stream TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            id TEXT NOT NULL UNIQUE,
+            ts REAL NOT NULL,
+            type TEXT NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (stream, seq)
+        )""")
+    db.execute("CREATE TABLE outbox_seq (stream TEXT PRIMARY KEY, last INTEGER NOT NULL)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_cdrs_and_events, _v2_recordings_customers, _v3_outbox)
 
 
 def schema_version(db: Database) -> int:

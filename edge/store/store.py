@@ -29,6 +29,7 @@ from sqlite_utils import Database
 
 from edge.calls import INBOUND
 from edge.store.customer_rows import CustomerRows
+from edge.store.outbox_rows import OutboxRows, add_to_outbox, stream_of
 from edge.store.errors import InvalidQuery, InvalidRecord, StoreError, StoreOpenError
 from edge.store.recording_rows import RecordingRows
 from edge.store.task_rows import TaskRows
@@ -42,7 +43,7 @@ BUSY_TIMEOUT_S = 5.0
 _RANGE_FILTERS = {"since": ('"started_at" >= ?'), "until": ('"started_at" < ?')}
 
 
-class Store(RecordingRows, CustomerRows, TaskRows):
+class Store(RecordingRows, CustomerRows, TaskRows, OutboxRows):
     """The edge's database. Methods are safe to call from any thread.
 
     Example::
@@ -63,12 +64,16 @@ class Store(RecordingRows, CustomerRows, TaskRows):
         synchronous: str = "NORMAL",
         clock: Callable[[], float] = time.time,
         migrations: Sequence[Migration] = MIGRATIONS,
+        outbox: bool = False,
     ) -> None:
+        """``outbox``: also queue every CDR and notification for HQ (``edge.sync``), in the
+        same transaction."""
         self.path = os.fspath(path)
         mode = synchronous.upper()
         if mode not in SYNCHRONOUS_MODES:
             raise StoreError(f"synchronous: expected one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
         self._clock = clock
+        self.outbox = outbox
         self._lock = threading.RLock()
         self._warned_keys: set[str] = set()
         self._db = self._open(mode, migrations)
@@ -144,10 +149,13 @@ class Store(RecordingRows, CustomerRows, TaskRows):
         """
         normalised = to_row(record)
         row = normalised.row
-        with self._guard(f"CDR {row['call_id']} not written") as db:
+        with self._guard(f"CDR {row['call_id']} not written") as db, db.conn:
             self._report(row["call_id"], normalised.unknown_keys, normalised.bad_values)
             row[RECORDED_AT] = self._clock()
-            db["cdrs"].insert(row, replace=True)
+            db.conn.execute(f"INSERT OR REPLACE INTO cdrs ({', '.join(f'[{k}]' for k in row)}) "
+                            f"VALUES ({', '.join('?' for _ in row)})", list(row.values()))
+            if self.outbox:
+                add_to_outbox(db.conn, "cdr", "cdr", to_record(row), row[RECORDED_AT])
 
     def _report(self, call_id: str, unknown: list[str], bad: list[str]) -> None:
         new = [key for key in unknown if key not in self._warned_keys]
@@ -233,9 +241,13 @@ class Store(RecordingRows, CustomerRows, TaskRows):
             raise InvalidRecord(f"an event needs a non-empty topic, got {topic!r}")
         text = json.dumps(data if data is not None else {}, ensure_ascii=False, sort_keys=True,
                           default=_json_fallback(topic))
-        with self._guard(f"event {topic} not written") as db:
-            cursor = db.execute("INSERT INTO events (ts, topic, data) VALUES (?, ?, ?)",
-                                [self._clock(), topic, text])
+        with self._guard(f"event {topic} not written") as db, db.conn:
+            ts = self._clock()
+            cursor = db.conn.execute("INSERT INTO events (ts, topic, data) VALUES (?, ?, ?)",
+                                     [ts, topic, text])
+            if self.outbox:
+                add_to_outbox(db.conn, stream_of(topic), topic,
+                              f'{{"topic": {json.dumps(topic)}, "data": {text}}}', ts)
             return int(cursor.lastrowid)
 
     def events(self, limit: int = 100, *, topic: str | None = None,

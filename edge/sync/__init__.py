@@ -1,0 +1,1 @@
+"""Edge -> HQ sync over MQTT: the outbox (``edge.store.outbox_rows``) and its publisher."""

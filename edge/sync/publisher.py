@@ -1,0 +1,190 @@
+"""Drain the outbox to HQ over MQTT (ARCHITECTURE.md "Sync over MQTT", principle 3).
+
+One thread owns the paho client and drives it (``loop()``), because paho's own network thread
+with a wide in-flight window gets slower as the window grows. Rows go out in ``seq`` order per
+stream as QoS 1 envelopes ``{id, edge, stream, seq, ts, type, body}`` on
+``cc/v1/<edge>/up/<stream>``; up to ``in_flight`` per stream are unacknowledged at a time.
+
+A PUBACK only means the broker has the message in memory. A row leaves the outbox when HQ's
+committed high-water mark for its stream (retained on ``cc/v1/<edge>/down/ack``) covers it. Rows
+still there ``resend_s`` after they went out are sent again (HQ ignores the duplicates), and so is
+everything unacknowledged after a reconnect. The session is persistent (``clean_session`` off), so
+acks published while the edge was away are delivered when it comes back; the retained ack covers a
+lost session.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MIN_S, RECONNECT_MAX_S = 0.05, 5.0
+
+
+@dataclass
+class _Stream:
+    next_seq: int = 1        # the next seq to publish
+    acked: int = 0           # HQ's committed high-water mark
+    progress_at: float = field(default_factory=time.monotonic)  # last ack progress (or send)
+
+
+class SyncPublisher:
+    def __init__(self, store_path: str, edge_id: str, host: str, port: int, username: str,
+                 password: str, *, in_flight: int = 1000, resend_s: float = 5.0,
+                 synchronous: str = "NORMAL") -> None:
+        self.store_path = store_path
+        self.edge_id = edge_id
+        self.host, self.port = host, port
+        self.in_flight = in_flight
+        self.resend_s = resend_s
+        self.synchronous = synchronous
+        self.up_prefix = f"cc/v1/{edge_id}/up/"
+        self.ack_topic = f"cc/v1/{edge_id}/down/ack"
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-{edge_id}",
+                                  clean_session=False, protocol=mqtt.MQTTv311)
+        self.client.username_pw_set(username, password)
+        self.client.max_inflight_messages_set(0)  # our window, not paho's, bounds what is out
+        self.client.max_queued_messages_set(0)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.streams: dict[str, _Stream] = {}
+        self._acks: dict[str, int] = {}
+        self._connected = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.published = 0
+        self.deleted = 0
+
+    # --- life ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sync-publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # --- the thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self.store_path, timeout=5.0)
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
+        backoff = RECONNECT_MIN_S
+        try:
+            while not self._stop.is_set():
+                if not self._connected and not self._connect():
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, RECONNECT_MAX_S)
+                    continue
+                backoff = RECONNECT_MIN_S
+                rc = self.client.loop(timeout=0.005)
+                if rc != mqtt.MQTT_ERR_SUCCESS:
+                    self._lost(f"loop: {mqtt.error_string(rc)}")
+                    continue
+                self._apply_acks(db)
+                self._publish_due(db)
+        except Exception:
+            log.exception("sync publisher failed; it stops (the outbox keeps every row)")
+        finally:
+            db.close()
+            try:
+                self.client.disconnect()
+            except Exception:  # noqa: BLE001 - closing a dead connection
+                pass
+
+    def _connect(self) -> bool:
+        try:
+            self.client.connect(self.host, self.port, keepalive=30)
+        except OSError as exc:
+            log.warning("sync: cannot reach the broker %s:%s: %s", self.host, self.port, exc)
+            return False
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not self._connected and not self._stop.is_set():
+            if self.client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
+                return False
+        return self._connected
+
+    def _lost(self, why: str) -> None:
+        log.warning("sync: broker connection lost (%s); reconnecting", why)
+        self._connected = False
+        for stream in self.streams.values():
+            stream.next_seq = stream.acked + 1  # everything not acknowledged goes again
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
+                    _props: Any) -> None:
+        if reason.is_failure:
+            log.error("sync: broker refused the connection: %s", reason)
+            return
+        client.subscribe(self.ack_topic, qos=1)
+        self._connected = True
+        for stream in self.streams.values():
+            stream.next_seq = stream.acked + 1
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            acks = json.loads(msg.payload.decode("utf-8"))["acks"]
+            for stream, hwm in acks.items():
+                if isinstance(hwm, int):
+                    self._acks[stream] = max(hwm, self._acks.get(stream, 0))
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.error("sync: unreadable ack on %s ignored: %s (%r)", msg.topic, exc, msg.payload[:200])
+
+    # --- outbox -------------------------------------------------------------------------------
+
+    def _apply_acks(self, db: sqlite3.Connection) -> None:
+        if not self._acks:
+            return
+        acks, self._acks = self._acks, {}
+        with db:
+            for name, hwm in acks.items():
+                stream = self.streams.setdefault(name, _Stream())
+                if hwm <= stream.acked:
+                    continue
+                self.deleted += db.execute("DELETE FROM outbox WHERE stream = ? AND seq <= ?",
+                                           [name, hwm]).rowcount
+                stream.acked, stream.progress_at = hwm, time.monotonic()
+                stream.next_seq = max(stream.next_seq, hwm + 1)
+
+    def _publish_due(self, db: sqlite3.Connection) -> None:
+        now = time.monotonic()
+        for (name,) in db.execute("SELECT DISTINCT stream FROM outbox").fetchall():
+            stream = self.streams.setdefault(name, self._first_seen(db, name))
+            if now - stream.progress_at > self.resend_s and stream.next_seq > stream.acked + 1:
+                stream.next_seq, stream.progress_at = stream.acked + 1, now  # HQ missed some
+            room = self.in_flight - (stream.next_seq - 1 - stream.acked)
+            if room <= 0:
+                continue
+            rows = db.execute("SELECT seq, id, ts, type, body FROM outbox WHERE stream = ? "
+                              "AND seq >= ? ORDER BY seq LIMIT ?",
+                              [name, stream.next_seq, room]).fetchall()
+            for seq, message_id, ts, kind, body in rows:
+                payload = (f'{{"id": "{message_id}", "edge": {json.dumps(self.edge_id)}, '
+                           f'"stream": {json.dumps(name)}, "seq": {seq}, "ts": {ts!r}, '
+                           f'"type": {json.dumps(kind)}, "body": {body}}}')
+                info = self.client.publish(self.up_prefix + name, payload, qos=1)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    self._lost(f"publish: {mqtt.error_string(info.rc)}")
+                    return
+                stream.next_seq = seq + 1
+                self.published += 1
+
+    @staticmethod
+    def _first_seen(db: sqlite3.Connection, name: str) -> _Stream:
+        """A stream met for the first time (a start): everything still in the outbox is unacked."""
+        low = db.execute("SELECT min(seq) FROM outbox WHERE stream = ?", [name]).fetchone()[0]
+        acked = (low or 1) - 1
+        return _Stream(next_seq=acked + 1, acked=acked)
