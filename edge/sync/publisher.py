@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sqlite3
 import threading
 import time
@@ -54,6 +55,7 @@ class SyncPublisher:
         self.client.max_inflight_messages_set(0)  # our window, not paho's, bounds what is out
         self.client.max_queued_messages_set(0)
         self.client.on_connect = self._on_connect
+        self.client.on_socket_open = _no_delay  # Nagle would hold small publishes ~40 ms
         self.client.on_message = self._on_message
         self.streams: dict[str, _Stream] = {}
         self._acks: dict[str, int] = {}
@@ -188,3 +190,10 @@ class SyncPublisher:
         low = db.execute("SELECT min(seq) FROM outbox WHERE stream = ?", [name]).fetchone()[0]
         acked = (low or 1) - 1
         return _Stream(next_seq=acked + 1, acked=acked)
+
+
+def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # not a TCP socket (a proxy, a test double): fine
+        pass
