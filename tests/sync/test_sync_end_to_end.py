@@ -124,3 +124,30 @@ def test_edge_killed_mid_burst_and_restarted_loses_and_doubles_nothing(broker, t
     finally:
         ingest.send_signal(signal.SIGTERM)
         ingest.wait(10)
+
+
+@pytest.mark.hil
+def test_hq_down_for_the_whole_burst_catches_up_after(broker, tmp_path):
+    """No consumer at all while the edge writes 10,000 events (the broker drops what nobody
+    subscribes to): the outbox keeps every row, re-sends after HQ's silence, and HQ catches up."""
+    store_path, hq_db = tmp_path / "edge.sqlite3", tmp_path / "hq.sqlite3"
+    store = Store(store_path, outbox=True)
+    publisher = SyncPublisher(str(store_path), "edge-a", "127.0.0.1", broker.port, "edge-a",
+                              "secret-a", resend_s=1.0)
+    publisher.start()
+    ingest = None
+    try:
+        for i in range(BURST):
+            store.append_event("call.ringing", {"n": i})
+        wait(lambda: publisher.published >= BURST, 30, "the burst to be published once")
+        assert store.outbox_depth() == BURST  # PUBACKs from the broker removed nothing
+        ingest = start_ingest(broker, hq_db)
+        wait(lambda: hq_count(hq_db) == BURST, 90, f"HQ to catch up on {BURST} events")
+        wait(lambda: store.outbox_depth() == 0, 30, "the outbox to drain")
+        assert hq_duplicates(hq_db) == 0
+    finally:
+        publisher.stop()
+        store.close()
+        if ingest is not None:
+            ingest.send_signal(signal.SIGTERM)
+            ingest.wait(10)
