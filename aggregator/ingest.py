@@ -57,6 +57,7 @@ log = logging.getLogger("aggregator.ingest")   # not "__main__" under python -m
 SHARE_GROUP = "ingest"
 CONNACK_TIMEOUT_S = 10.0
 IDLE_TICK_S = 0.1
+DRAIN_CHECK_S = 0.001  # a batch is committed once a look this long brings nothing new
 DRAIN_TIMEOUT_S = 2.0
 
 
@@ -162,14 +163,18 @@ class IngestConsumer:
                 self._connect()
             else:
                 self._stopping.wait(min(self._next_attempt - now, IDLE_TICK_S))
-        else:
-            rc = self._client.loop(self._loop_timeout(now))
+        received = self.stats.received
+        if self._tcp_up:
+            # while a batch waits, look again after 1 ms: a look that brings nothing new means
+            # the socket is drained, and the batch is committed now rather than at batch_s
+            rc = self._client.loop(DRAIN_CHECK_S if self._inbox else self._loop_timeout(now))
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 self._lost(mqtt.error_string(rc))
             elif not self._online and now - self._connect_started > CONNACK_TIMEOUT_S:
                 self._lost("no CONNACK")
+        drained = self.stats.received == received
         now = time.monotonic()
-        if self._inbox and (now >= self._flush_at or len(self._inbox) >= self.batch_max):
+        if self._inbox and (drained or now >= self._flush_at or len(self._inbox) >= self.batch_max):
             self._flush()
         if now >= self._next_gap_check:
             self._next_gap_check = now + self.gap_check_s

@@ -124,6 +124,7 @@ class EdgeRuntime:
             self.sync = SyncPublisher(self.config.edge.store, edge_id, sync.host, sync.port,
                                       sync.username or edge_id, sync.password,
                                       in_flight=sync.in_flight, resend_s=sync.resend_s)
+            self.store.on_outbox = self.sync.wake
             self.sync.start()
         if self.config.api.enabled:
             from edge.api import EdgeApi

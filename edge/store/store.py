@@ -74,6 +74,7 @@ class Store(RecordingRows, CustomerRows, TaskRows, OutboxRows):
             raise StoreError(f"synchronous: expected one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
         self._clock = clock
         self.outbox = outbox
+        self.on_outbox: Callable[[], None] | None = None  # after a commit that queued rows
         self._lock = threading.RLock()
         self._warned_keys: set[str] = set()
         self._db = self._open(mode, migrations)
@@ -156,6 +157,7 @@ class Store(RecordingRows, CustomerRows, TaskRows, OutboxRows):
                             f"VALUES ({', '.join('?' for _ in row)})", list(row.values()))
             if self.outbox:
                 add_to_outbox(db.conn, "cdr", "cdr", to_record(row), row[RECORDED_AT])
+        self._outbox_written()
 
     def _report(self, call_id: str, unknown: list[str], bad: list[str]) -> None:
         new = [key for key in unknown if key not in self._warned_keys]
@@ -248,7 +250,12 @@ class Store(RecordingRows, CustomerRows, TaskRows, OutboxRows):
             if self.outbox:
                 add_to_outbox(db.conn, stream_of(topic), topic,
                               f'{{"topic": {json.dumps(topic)}, "data": {text}}}', ts)
-            return int(cursor.lastrowid)
+        self._outbox_written()
+        return int(cursor.lastrowid)
+
+    def _outbox_written(self) -> None:
+        if self.outbox and self.on_outbox is not None:
+            self.on_outbox()
 
     def events(self, limit: int = 100, *, topic: str | None = None,
                after_id: int | None = None) -> list[dict[str, Any]]:

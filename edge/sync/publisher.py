@@ -1,7 +1,10 @@
 """Drain the outbox to HQ over MQTT (ARCHITECTURE.md "Sync over MQTT", principle 3).
 
-One thread owns the paho client and drives it (``loop()``), because paho's own network thread
-with a wide in-flight window gets slower as the window grows. Rows go out in ``seq`` order per
+One thread owns the paho client and drives it (its own ``select`` on the MQTT socket and a
+wake-up socket, then ``loop_read``/``loop_write``/``loop_misc``), because paho's own network
+thread with a wide in-flight window gets slower as the window grows. ``wake()`` (the store calls
+it after each commit that queued rows) ends the wait at once, so an event goes out within
+microseconds of its commit instead of at the next poll. Rows go out in ``seq`` order per
 stream as QoS 1 envelopes ``{id, edge, stream, seq, ts, type, body}`` on
 ``cc/v1/<edge>/up/<stream>``; up to ``in_flight`` per stream are unacknowledged at a time.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import socket
 import sqlite3
 import threading
@@ -28,6 +32,7 @@ import paho.mqtt.client as mqtt
 log = logging.getLogger(__name__)
 
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.05, 5.0
+IDLE_WAIT_S = 0.05  # the longest wait for the socket when nobody wakes the publisher
 
 
 @dataclass
@@ -60,6 +65,9 @@ class SyncPublisher:
         self.streams: dict[str, _Stream] = {}
         self._acks: dict[str, int] = {}
         self._connected = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.published = 0
@@ -73,8 +81,16 @@ class SyncPublisher:
 
     def stop(self) -> None:
         self._stop.set()
+        self.wake()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+    def wake(self) -> None:
+        """Rows were committed: look at the outbox now (any thread; never blocks)."""
+        try:
+            self._wake_w.send(b"!")
+        except OSError:  # the pipe is full (already woken) or closed (stopped)
+            pass
 
     @property
     def connected(self) -> bool:
@@ -93,7 +109,7 @@ class SyncPublisher:
                     backoff = min(backoff * 2, RECONNECT_MAX_S)
                     continue
                 backoff = RECONNECT_MIN_S
-                rc = self.client.loop(timeout=0.005)
+                rc = self._io(IDLE_WAIT_S)
                 if rc != mqtt.MQTT_ERR_SUCCESS:
                     self._lost(f"loop: {mqtt.error_string(rc)}")
                     continue
@@ -107,6 +123,29 @@ class SyncPublisher:
                 self.client.disconnect()
             except Exception:  # noqa: BLE001 - closing a dead connection
                 pass
+
+    def _io(self, timeout: float) -> int:
+        """One turn of paho's network work, waiting at most ``timeout`` for the socket or a wake-up."""
+        sock = self.client.socket()
+        if sock is None:
+            return mqtt.MQTT_ERR_NO_CONN
+        writable = [sock] if self.client.want_write() else []
+        readable, _, _ = select.select([sock, self._wake_r], writable, [], timeout)
+        if self._wake_r in readable:
+            try:
+                while self._wake_r.recv(4096):
+                    pass
+            except OSError:
+                pass
+        if sock in readable:
+            rc = self.client.loop_read()
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                return rc
+        if self.client.want_write():
+            rc = self.client.loop_write()
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                return rc
+        return self.client.loop_misc()
 
     def _connect(self) -> bool:
         try:
@@ -163,7 +202,8 @@ class SyncPublisher:
 
     def _publish_due(self, db: sqlite3.Connection) -> None:
         now = time.monotonic()
-        for (name,) in db.execute("SELECT DISTINCT stream FROM outbox").fetchall():
+        # outbox_seq names every stream ever queued (a handful); DISTINCT would scan the outbox
+        for (name,) in db.execute("SELECT stream FROM outbox_seq").fetchall():
             stream = self.streams.setdefault(name, self._first_seen(db, name))
             if now - stream.progress_at > self.resend_s and stream.next_seq > stream.acked + 1:
                 stream.next_seq, stream.progress_at = stream.acked + 1, now  # HQ missed some
