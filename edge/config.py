@@ -41,6 +41,7 @@ class EdgeSection:
     timezone: str = "Asia/Shanghai"
     time_scale: float = 1.0
     store: str = "edge.sqlite3"
+    synchronous: str = "NORMAL"  # FULL: every commit survives a power cut too (one fsync each)
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ def _read_edge(t: TableReader) -> EdgeSection:
         timezone=t.text("timezone", "Asia/Shanghai"),
         time_scale=t.number("time_scale", 1.0, positive=True),
         store=t.text("store", "edge.sqlite3"),
+        synchronous=t.text("synchronous", "NORMAL", choices=("NORMAL", "FULL")),
     )
     try:
         ZoneInfo(section.timezone)

@@ -71,7 +71,8 @@ class EdgeRuntime:
     ) -> None:
         self.config = config
         self.clock = clock or ScaledClock(config.edge.time_scale)
-        self.store = Store(config.edge.store, outbox=config.sync.enabled)
+        self.store = Store(config.edge.store, synchronous=config.edge.synchronous,
+                           outbox=config.sync.enabled)
         self.events: "queue.Queue[Event]" = queue.Queue()
         day_start, day_end = local_day_window(self.clock.now(), config.edge.timezone)
         self.core = Core(
@@ -123,7 +124,8 @@ class EdgeRuntime:
             sync, edge_id = self.config.sync, self.config.edge.id
             self.sync = SyncPublisher(self.config.edge.store, edge_id, sync.host, sync.port,
                                       sync.username or edge_id, sync.password,
-                                      in_flight=sync.in_flight, resend_s=sync.resend_s)
+                                      in_flight=sync.in_flight, resend_s=sync.resend_s,
+                                      synchronous=self.config.edge.synchronous)
             self.store.on_outbox = self.sync.wake
             self.sync.start()
         if self.config.api.enabled:
