@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_IDLE_WAIT_S = 0.05  # real seconds between ticks when nothing is due sooner
+MAX_IDLE_WAIT_S = 0.05
+# commands the runtime carries out against the store; they never reach a driver
+STORE_COMMANDS = (WriteCdr, Notify, CreateTask, UpdateTask)  # real seconds between ticks when nothing is due sooner
 
 
 class ScaledClock:
@@ -195,22 +197,16 @@ class EdgeRuntime:
         to_driver: list[Command] = []
         for command in commands:
             if isinstance(command, (StartRecording, EncodeRecording)):
-                self._recording_command(command)
+                self._recording_command(command)  # StartRecording also goes to AMI below
             if isinstance(command, Lookup):
                 self.events.put(self._lookup(command))
-                continue
-            if isinstance(command, CreateTask):
-                self._create_task(command)
-                continue
-            if isinstance(command, UpdateTask):
-                self._update_task(command)
-                continue
-            if not isinstance(command, (WriteCdr, Notify)):
+            elif isinstance(command, STORE_COMMANDS):
+                self._persist(command)
+                if isinstance(command, (WriteCdr, Notify)):
+                    for listener in self._listeners:
+                        self._guarded(lambda: listener(command), "listener")
+            elif not isinstance(command, EncodeRecording):
                 to_driver.append(command)
-                continue
-            self._persist(command)
-            for listener in self._listeners:
-                self._guarded(lambda: listener(command), "listener")
         if to_driver:
             self.driver.execute(to_driver)
 
@@ -224,21 +220,6 @@ class EdgeRuntime:
                 self.recordings.call_over(command)
         except StoreError:
             log.exception("store rejected %r; the recovery scan will find the WAV", command)
-
-    def _create_task(self, command: CreateTask) -> None:
-        try:
-            self.store.create_task(command.key, command.kind, assignee=command.assignee,
-                                   group=command.group, call_id=command.call_id,
-                                   number=command.number, data=command.data)
-        except StoreError:
-            log.exception("store rejected task %s; kept in the log: %r", command.key, command)
-
-    def _update_task(self, command: UpdateTask) -> None:
-        try:
-            self.store.update_task(command.key, command.state, command.result,
-                                   attempt=command.attempt)
-        except StoreError:
-            log.exception("store rejected %r", command)
 
     def _lookup(self, command: Lookup) -> LookupDone:
         """The IVR's question to the customer cache; a store failure answers "not found"."""
@@ -266,13 +247,20 @@ class EdgeRuntime:
         except Exception:
             log.exception("%s failed on the core thread; edge keeps running", what)
 
-    def _persist(self, command: WriteCdr | Notify) -> None:
+    def _persist(self, command: WriteCdr | Notify | CreateTask | UpdateTask) -> None:
         """A full disk or a broken file is logged loudly; the branch keeps taking calls."""
         try:
             if isinstance(command, WriteCdr):
                 self.store.write_cdr(command.record)
-            else:
+            elif isinstance(command, Notify):
                 self.store.append_event(command.topic, command.data)
+            elif isinstance(command, CreateTask):
+                self.store.create_task(command.key, command.kind, assignee=command.assignee,
+                                       group=command.group, call_id=command.call_id,
+                                       number=command.number, data=command.data)
+            else:
+                self.store.update_task(command.key, command.state, command.result,
+                                       attempt=command.attempt)
         except StoreError:
             log.exception("store rejected %s; kept in the log: %r", type(command).__name__, command)
 

@@ -33,8 +33,8 @@ from drivers.asterisk.profiles import ASTERISK_22, AsteriskProfile
 from drivers.asterisk.session import AmiSettings
 from drivers.asterisk.transport import BackoffPolicy
 from edge.commands import (
-    CallCommand, Command, CreateTask, EncodeRecording, ForceHangup, Lookup, MuteRecording, Notify,
-    ConsultTransfer, OriginateCallback, RedirectCall, StartRecording, StopRecording, UpdateTask, WriteCdr,
+    CallCommand, Command, ConsultTransfer, ForceHangup, MuteRecording, Notify, OriginateCallback,
+    RedirectCall, StartRecording, StopRecording, WriteCdr,
 )
 from edge.events import (
     AgentAnswered, CallbackAnswered, CallbackFailed, CallOffered, ChannelsSnapshot, Event,
@@ -143,8 +143,7 @@ class AsteriskDriver:
                 self._ami_pool.submit(self._originate_callback, command)
             elif isinstance(command, (StartRecording, StopRecording, MuteRecording)):
                 self._ami_pool.submit(self._recording, command)
-            elif isinstance(command, (WriteCdr, Notify, EncodeRecording, CreateTask, UpdateTask,
-                                      Lookup)):
+            elif isinstance(command, (WriteCdr, Notify)):
                 continue
             else:
                 log.warning("AsteriskDriver cannot execute %r; ignored", command)
