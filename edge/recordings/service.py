@@ -169,7 +169,8 @@ class RecordingService:
                 continue
             row = self.store.recording(name)
             if row is None:
-                row = {"file": name, "call_id": _call_id_of(name), "leg": _leg_of(name),
+                call_id, leg = _parse_wav_name(name)
+                row = {"file": name, "call_id": call_id, "leg": leg,
                        "state": "", "meta": {}}
             if row["state"] in ("recording", ""):
                 found[name] = row
@@ -206,7 +207,7 @@ class RecordingService:
         self._watch.pop(file, None)
         if row.get("state") != "stopped":  # an orphan: adopt it, so a second crash finds it
             meta = self._orphan_meta(row)
-            self.store.recording_stopped(file, row["call_id"], int(row.get("leg") or 1),
+            self.store.recording_stopped(file, row["call_id"], _leg(row),
                                          str(self.spool / file), meta)
             row = dict(row, meta=meta)
             log.info("recordings: recovering %s (its call %s is over)", file, row["call_id"])
@@ -296,7 +297,7 @@ def _meta(row: dict[str, Any]) -> RecordingMeta:
     meta = row.get("meta") or {}
     started = meta.get("answered_at") or meta.get("started_at") or row.get("created_at") or time.time()
     return RecordingMeta(
-        call_id=row["call_id"], leg=str(row.get("leg") or 1),
+        call_id=row["call_id"], leg=str(_leg(row)),
         agent_id=str(meta.get("agent_id") or row.get("agent_id") or ""),
         agent_name=str(meta.get("agent_name") or ""), caller=str(meta.get("caller") or ""),
         callee=str(meta.get("callee") or ""), direction=str(meta.get("direction") or ""),
@@ -304,17 +305,16 @@ def _meta(row: dict[str, Any]) -> RecordingMeta:
         result=str(meta.get("disposition") or ""))
 
 
-def _call_id_of(file: str) -> str:
-    """``1795392187.42-2.wav`` / ``1795392187.42-vm.wav`` -> ``1795392187.42`` (Uniqueids
-    contain no dash)."""
+def _leg(row: dict[str, Any]) -> int:
+    """A row's leg; 0 is a voicemail's, not a missing value."""
+    return 1 if row.get("leg") is None else int(row["leg"])
+
+
+def _parse_wav_name(file: str) -> tuple[str, int]:
+    """``1795392187.42-2.wav`` -> (``1795392187.42``, 2); a voicemail ``…-vm.wav`` is leg 0, as
+    ``edge.voicemail`` files it (Uniqueids contain no dash)."""
     stem = file[:-4] if file.endswith(".wav") else file
     if stem.endswith("-vm"):
-        return stem[:-3]
+        return stem[:-3], 0
     head, sep, leg = stem.rpartition("-")
-    return head if sep and leg.isdigit() else stem
-
-
-def _leg_of(file: str) -> int:
-    stem = file[:-4] if file.endswith(".wav") else file
-    _, sep, leg = stem.rpartition("-")
-    return int(leg) if sep and leg.isdigit() else 1
+    return (head, int(leg)) if sep and leg.isdigit() else (stem, 1)

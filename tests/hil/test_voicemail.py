@@ -26,3 +26,4 @@ def test_the_message_is_stored_with_the_cdr_and_the_box_is_told(tmp_path: Path) 
         [new] = [e["data"] for e in store.events(limit=100, topic="voicemail.new")]
     assert (new["box"], new["caller"], new["call_id"]) == ("general", "13800138000", cdr["call_id"])
     assert 4.5 <= new["duration_s"] <= 5.1
+    assert mp3.name == f"{cdr['call_id']}-0.mp3"  # leg 0: never the name of a call recording's leg 1
