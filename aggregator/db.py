@@ -21,6 +21,7 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -30,10 +31,11 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from aggregator import AggregatorError
 from aggregator.envelope import Envelope
+from aggregator.projections import apply_projections
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +81,32 @@ def connect_sqlite(path: str, busy_timeout_s: float) -> sqlite3.Connection:
     return conn
 
 
+class Tx:
+    """A cursor inside a write transaction that takes ``?`` placeholders on every dialect.
+
+    ``execute`` returns the driver's cursor (``fetchone``/``fetchall``/``rowcount``)."""
+
+    def __init__(self, cursor: Any, dialect: "Dialect") -> None:
+        self.cursor = cursor
+        self.dialect = dialect
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Any:
+        return self.cursor.execute(self.dialect.sql(sql), params)
+
+    def fetchone(self) -> Any:
+        return self.cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self.cursor.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return self.cursor.rowcount
+
+
 # --- schema -----------------------------------------------------------------------------------
 
-def _v1_ingest(cur: sqlite3.Cursor, d: Dialect) -> None:
+def v1_ingest(cur: "Tx", d: Dialect) -> None:
     """Messages, per-stream marks, gaps and dead letters: the first slice of the aggregator."""
     cur.execute("""
         CREATE TABLE messages (
@@ -129,8 +154,7 @@ def _v1_ingest(cur: sqlite3.Cursor, d: Dialect) -> None:
         )""")
 
 
-Migration = Callable[[sqlite3.Cursor, Dialect], None]
-MIGRATIONS: tuple[Migration, ...] = (_v1_ingest,)
+Migration = Callable[["Tx", Dialect], None]
 
 
 # --- rows -------------------------------------------------------------------------------------
@@ -172,7 +196,7 @@ class HqDb:
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time,
                  busy_timeout_s: float = BUSY_TIMEOUT_S,
-                 migrations: Sequence[Migration] = MIGRATIONS) -> None:
+                 migrations: Sequence[Migration] | None = None) -> None:
         self.path = os.fspath(path)
         self.dialect = SQLITE
         self._clock = clock
@@ -181,7 +205,18 @@ class HqDb:
             self._conn = connect_sqlite(self.path, busy_timeout_s)
         except sqlite3.Error as exc:
             raise DbError(f"{self.path}: cannot open database: {exc}") from exc
+        if migrations is None:
+            from aggregator.migrations import MIGRATIONS
+            migrations = MIGRATIONS
         self.version = self._migrate(migrations)
+
+    @classmethod
+    def open(cls, url: str, **kwargs: Any) -> "HqDb":
+        """``sqlite:///path``, a plain path, or ``postgresql://…`` (PostgreSQL comes with its
+        connection module)."""
+        if url.startswith(("postgresql://", "postgres://")):
+            raise DbError(f"{url}: PostgreSQL is not wired yet")
+        return cls(url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url, **kwargs)
 
     def close(self) -> None:
         with self._lock:
@@ -210,6 +245,7 @@ class HqDb:
                 seen.add(key)
                 if self._insert_message(cur, envelope, now):
                     top[key] = max(top.get(key, 0), envelope.seq)
+                    apply_projections(cur, envelope, now)
                 else:
                     conflict = self._conflict(cur, envelope)
                     if conflict:
@@ -299,10 +335,24 @@ class HqDb:
     def _scalar(self, sql: str, params: Sequence[object] = ()) -> int:
         return int(self._query(sql, params)[0][0] or 0)
 
+    # --- the data layer every area uses ------------------------------------------------------
+
+    def transaction(self) -> "contextlib.AbstractContextManager[Tx]":
+        """One write transaction (serialised with other writers from its start); statements are
+        written with ``?`` and the dialect translates. Commits on exit, rolls back on an error."""
+        return self._transaction()
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        """A read outside any transaction: every row."""
+        return self._query(sql, params)
+
+    def scalar(self, sql: str, params: Sequence[object] = ()) -> int:
+        return self._scalar(sql, params)
+
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+    def _transaction(self) -> Iterator["Tx"]:
         with self._lock:
-            cur = self._conn.cursor()
+            cur = Tx(self._conn.cursor(), self.dialect)
             try:
                 cur.execute(self.dialect.begin_write)
             except sqlite3.Error as exc:
@@ -317,14 +367,14 @@ class HqDb:
                     raise DbError(f"{self.path}: write failed and was rolled back: {exc}") from exc
                 raise
 
-    def _insert_message(self, cur: sqlite3.Cursor, e: Envelope, now: float) -> bool:
+    def _insert_message(self, cur: Tx, e: Envelope, now: float) -> bool:
         cur.execute(self._sql(
             "INSERT INTO messages (id, edge, stream, seq, ts, type, body, received_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
             (e.id, e.edge, e.stream, e.seq, e.ts, e.type, e.body_json(), now))
         return cur.rowcount == 1
 
-    def _conflict(self, cur: sqlite3.Cursor, e: Envelope) -> str | None:
+    def _conflict(self, cur: Tx, e: Envelope) -> str | None:
         """Why a skipped envelope is not a plain redelivery, or None when it is one."""
         row = cur.execute(self._sql("SELECT edge, stream, seq FROM messages WHERE id = ?"),
                           (e.id,)).fetchone()
@@ -337,7 +387,7 @@ class HqDb:
             (e.edge, e.stream, e.seq)).fetchone()
         return f"conflict: {e.edge}/{e.stream} seq {e.seq} is already stored with id {row[0]}"
 
-    def _insert_dead_letter(self, cur: sqlite3.Cursor, reject: Reject, now: float) -> None:
+    def _insert_dead_letter(self, cur: Tx, reject: Reject, now: float) -> None:
         payload = bytes(reject.payload)
         cur.execute(self._sql(
             "INSERT INTO dead_letters (topic, payload, reason, received_at, digest, times,"
@@ -346,12 +396,12 @@ class HqDb:
             " last_received_at = excluded.last_received_at"),
             (reject.topic, payload, reject.reason, now, hashlib.sha256(payload).hexdigest(), now))
 
-    def _hwm(self, cur: sqlite3.Cursor, key: StreamKey) -> int:
+    def _hwm(self, cur: Tx, key: StreamKey) -> int:
         row = cur.execute(self._sql("SELECT hwm FROM streams WHERE edge = ? AND stream = ?"),
                           key).fetchone()
         return int(row[0]) if row else 0
 
-    def _advance(self, cur: sqlite3.Cursor, key: StreamKey, top: int, now: float) -> int:
+    def _advance(self, cur: Tx, key: StreamKey, top: int, now: float) -> int:
         """Move the stream's hwm over every contiguous stored seq; note its highest seq."""
         edge, stream = key
         row = cur.execute(self._sql(
@@ -381,7 +431,7 @@ class HqDb:
                 " stream = ?"), (hwm, max_seq, now, edge, stream))
         return hwm
 
-    def _holes(self, cur: sqlite3.Cursor, edge: str, stream: str, hwm: int) -> list[Gap]:
+    def _holes(self, cur: Tx, edge: str, stream: str, hwm: int) -> list[Gap]:
         """The missing seqs above hwm, each with the time it became visible: when the earliest
         stored message with a higher seq was received."""
         rows = cur.execute(self._sql(
@@ -405,7 +455,7 @@ class HqDb:
             expected = seq + 1
         return holes
 
-    def _insert_gap(self, cur: sqlite3.Cursor, gap: Gap) -> bool:
+    def _insert_gap(self, cur: Tx, gap: Gap) -> bool:
         cur.execute(self._sql(
             "INSERT INTO gaps (edge, stream, seq, first_seen) VALUES (?, ?, ?, ?)"
             " ON CONFLICT DO NOTHING"), (gap.edge, gap.stream, gap.seq, gap.first_seen))

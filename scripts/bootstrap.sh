@@ -11,6 +11,9 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv p
 command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
 command -v lame >/dev/null 2>&1 || need_apt+=(lame)   # the recording benchmark compares against the lame CLI
 [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)    # the MQTT broker the sync tests run against
+[ -f /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so ] || [ -f /usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so ] \
+    || need_apt+=(mosquitto)                             # enrollment adds edges through dynamic security
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)  # aggregator tests run on PostgreSQL too
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${need_apt[*]}"
     as_root apt-get update -qq

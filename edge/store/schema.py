@@ -150,7 +150,73 @@ def _v3_outbox(db: Database) -> None:
     db.execute("CREATE TABLE outbox_seq (stream TEXT PRIMARY KEY, last INTEGER NOT NULL)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_cdrs_and_events, _v2_recordings_customers, _v3_outbox)
+def _v4_downlink_reference_upload(db: Database) -> None:
+    """What HQ sends down (applied versions, HQ's config sections, announcements and their read
+    receipts, the 号段 prefix table and calendar days), and each recording's upload to HQ."""
+    # the version of each (kind, scope) last applied: a redelivered or older message is skipped
+    db.execute("""
+        CREATE TABLE downlink_applied (
+            kind TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            id TEXT NOT NULL,
+            result TEXT NOT NULL,
+            applied_at REAL NOT NULL,
+            PRIMARY KEY (kind, scope)
+        )""")
+    db.execute("""
+        CREATE TABLE hq_config (
+            section TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE announcements (
+            id TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            audience TEXT NOT NULL,
+            priority TEXT NOT NULL DEFAULT 'normal',
+            published_at REAL NOT NULL,
+            expires_at REAL,
+            withdrawn INTEGER NOT NULL DEFAULT 0,
+            received_at REAL NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE announcement_reads (
+            announcement_id TEXT NOT NULL,
+            agent_id TEXT NOT NULL,
+            read_at REAL NOT NULL,
+            PRIMARY KEY (announcement_id, agent_id)
+        )""")
+    db.execute("""
+        CREATE TABLE number_prefixes (
+            prefix TEXT PRIMARY KEY,
+            region TEXT NOT NULL,
+            carrier TEXT NOT NULL DEFAULT '',
+            version INTEGER NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE calendar_days (
+            calendar TEXT NOT NULL,
+            day TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            version INTEGER NOT NULL,
+            PRIMARY KEY (calendar, day)
+        )""")
+    db["recordings"].add_column("upload_state", str)    # '' | pending | confirmed | failed
+    db["recordings"].add_column("upload_offset", int)
+    db["recordings"].add_column("upload_error", str)
+    db["recordings"].add_column("uploaded_at", float)
+    db["recordings"].add_column("local_deleted_at", float)
+    db["recordings"].create_index(["upload_state"], index_name="idx_recordings_upload_state")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_cdrs_and_events, _v2_recordings_customers, _v3_outbox,
+                                     _v4_downlink_reference_upload)
 
 
 def schema_version(db: Database) -> int:

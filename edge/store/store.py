@@ -28,10 +28,13 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from sqlite_utils import Database
 
 from edge.calls import INBOUND
+from edge.store.announcement_rows import AnnouncementRows
 from edge.store.customer_rows import CustomerRows
+from edge.store.downlink_rows import DownlinkRows
 from edge.store.outbox_rows import OutboxRows, add_to_outbox, stream_of
 from edge.store.errors import InvalidQuery, InvalidRecord, StoreError, StoreOpenError
 from edge.store.recording_rows import RecordingRows
+from edge.store.reference_rows import ReferenceRows
 from edge.store.task_rows import TaskRows
 from edge.store.records import CDR_FIELDS, RECORDED_AT, column_for, to_record, to_row
 from edge.store.schema import MIGRATIONS, Migration, migrate, schema_version
@@ -43,7 +46,8 @@ BUSY_TIMEOUT_S = 5.0
 _RANGE_FILTERS = {"since": ('"started_at" >= ?'), "until": ('"started_at" < ?')}
 
 
-class Store(RecordingRows, CustomerRows, TaskRows, OutboxRows):
+class Store(RecordingRows, CustomerRows, TaskRows, OutboxRows, DownlinkRows, AnnouncementRows,
+            ReferenceRows):
     """The edge's database. Methods are safe to call from any thread.
 
     Example::

@@ -1,0 +1,1 @@
+"""HQ area: recordings."""
