@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge.config_reader import TableReader, join_path
 from edge.config_sections import (RECORD_POLICIES, ApiSection, IvrSection, RatingSection,
-                                  RecordingSection, RoamingSection, SyncSection, VoicemailSection,
+                                  RecordingSection, RoamingSection, SyncSection, UploadSection, VoicemailSection,
                                   read_api, read_ivr, read_rating, read_recording, read_roaming,
-                                  read_sync, read_voicemail)
+                                  read_sync, read_upload, read_voicemail)
 from edge.errors import ConfigError
 from edge.hours import PERIOD_KINDS, WorkCalendar, parse_calendars
 from edge.ivr.loader import load_flows
@@ -194,6 +194,7 @@ class EdgeConfig:
     api: ApiSection = ApiSection()
     voicemail: VoicemailSection = VoicemailSection()
     sync: SyncSection = SyncSection()
+    upload: UploadSection = UploadSection()
     flows: Mapping[str, Flow] = field(default_factory=dict)
 
     def group(self, name: str) -> GroupConfig:
@@ -236,12 +237,13 @@ def parse_config(data: Mapping[str, Any], base_dir: str | Path | None = None) ->
     api = read_api(root.table("api"))
     voicemail = read_voicemail(root.table("voicemail"))
     sync = read_sync(root.table("sync"))
+    upload = read_upload(root.table("upload"))
     root.finish()
     flows = load_flows(ivr.flows_dir, ivr.prompt_dirs) if ivr.flows_dir else {}
     config = EdgeConfig(edge, asterisk, trunks, agents, groups, routing, codes,
                         recording=recording, calendars=MappingProxyType(calendars), ivr=ivr,
                         flows=MappingProxyType(flows), rating=rating, roaming=roaming, api=api,
-                        voicemail=voicemail, sync=sync)
+                        voicemail=voicemail, sync=sync, upload=upload)
     _check_references(config)
     return config
 

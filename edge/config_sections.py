@@ -198,6 +198,36 @@ class SyncSection:
     password: str = ""
     in_flight: int = 1000
     resend_s: float = 5.0
+    credentials: str = ""     # enrollment file (``edge enroll``): id, broker user/password, HQ URL
+    hq_url: str = ""          # HTTPS base of the aggregator, for recording uploads and enrollment
+    api_token: str = ""       # the edge's bearer token at HQ (issued at enrollment)
+    health_s: float = 60.0    # how often the edge reports its health to HQ
+
+
+@dataclass(frozen=True)
+class UploadSection:
+    """Recording upload to HQ (``edge.sync.uploader``) and local retention of uploaded MP3s: the
+    edge deletes its copy only after HQ confirmed the checksum, then oldest uploaded first once
+    older than ``retention_days`` or while the recordings disk is fuller than ``max_disk_share``."""
+    enabled: bool = False
+    chunk_bytes: int = 1024 * 1024
+    retry_s: float = 30.0
+    retention_days: float = 30.0
+    max_disk_share: float = 0.8
+
+
+def read_upload(t: TableReader) -> UploadSection:
+    section = UploadSection(
+        enabled=t.flag("enabled", False),
+        chunk_bytes=t.integer("chunk_bytes", 1024 * 1024, minimum=4096, maximum=64 * 1024 * 1024),
+        retry_s=t.number("retry_s", 30.0, positive=True),
+        retention_days=t.number("retention_days", 30.0, positive=True),
+        max_disk_share=t.number("max_disk_share", 0.8, positive=True),
+    )
+    t.finish()
+    if section.max_disk_share > 1:
+        raise ConfigError(t.at("max_disk_share"), "is a share of the disk: at most 1")
+    return section
 
 
 def read_sync(t: TableReader) -> SyncSection:
@@ -209,6 +239,10 @@ def read_sync(t: TableReader) -> SyncSection:
         password=t.text("password", "", allow_empty=True),
         in_flight=t.integer("in_flight", 1000, minimum=1, maximum=65535),
         resend_s=t.number("resend_s", 5.0, positive=True),
+        credentials=t.text("credentials", "", allow_empty=True),
+        hq_url=t.text("hq_url", "", allow_empty=True),
+        api_token=t.text("api_token", "", allow_empty=True),
+        health_s=t.number("health_s", 60.0, positive=True),
     )
     t.finish()
     return section
