@@ -171,6 +171,18 @@ def _v4_downlink_reference_upload(db: Database) -> None:
             body TEXT NOT NULL,
             updated_at REAL NOT NULL
         )""")
+    # HQ's commands, run by the runtime's core thread (it polls this table), whichever process
+    # the sync inbox runs in; state: pending -> done | failed
+    db.execute("""
+        CREATE TABLE hq_commands (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            args TEXT NOT NULL,
+            state TEXT NOT NULL,
+            result TEXT NOT NULL DEFAULT '',
+            received_at REAL NOT NULL,
+            done_at REAL
+        )""")
     db.execute("""
         CREATE TABLE announcements (
             id TEXT PRIMARY KEY,
