@@ -1,9 +1,11 @@
 """号码归属地: a caller's number -> (province, city), resolved once per call (INB-3).
 
-Two sources, in order: the branch's prefix table (号段表, a CSV of ``prefix,province,city`` with
-7-digit mobile prefixes like ``1660755`` and area codes like ``0755``), then phonenumbers' offline
-geocoder. The table comes first because the geocoder only says "中国" for the newer mobile ranges
-(166, 172, 191, 192, 198, 199) that carriers keep allocating; "中国" is treated as unknown.
+Three sources, in order: the 号段 table HQ pushed (``Store.pushed_prefixes()``, laid on with
+``with_pushed``; its region is ``省/市`` such as ``广东/深圳``), the branch's prefix table (号段表,
+a CSV of ``prefix,province,city`` with 7-digit mobile prefixes like ``1660755`` and area codes like
+``0755``), then phonenumbers' offline geocoder. The tables come first because the geocoder only
+says "中国" for the newer mobile ranges (166, 172, 191, 192, 198, 199) that carriers keep
+allocating; "中国" is treated as unknown.
 Unknown numbers resolve to ``None`` and the call takes its DID's or the default group.
 
 Place names are compared by ``place_key``: "广东省", "广东" and "广东 " are one key, so the
@@ -11,6 +13,7 @@ configuration may spell a region either way. Files are read at construction; loo
 """
 from __future__ import annotations
 
+import copy
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,12 +65,40 @@ class RegionResolver:
         self._table: dict[str, Region] = {}
         for prefix, province, city in prefixes:
             self._table[prefix] = Region(place_key(province), place_key(city or province))
-        self._lengths = sorted({len(p) for p in self._table}, reverse=True)
+        self._lengths = _lengths(self._table)
+        self._pushed: dict[str, Region] = {}
+        self._pushed_lengths: list[int] = []
         # Full names first, then short ones: "广西壮族自治区南宁市" and "广西南宁市" both occur.
         names = {n.strip() for n in provinces if n.strip()}
         names |= {place_key(n) for n in names}
         self._provinces = sorted(names, key=len, reverse=True)
         self._use_geocoder = use_geocoder
+
+    def with_pushed(self, rows: Iterable[tuple[str, str, str]]) -> "RegionResolver":
+        """A resolver that asks HQ's 号段 rows ``(prefix, region, carrier)`` first, then this
+        one's sources; rows replace any pushed before. A region reads ``广东/深圳``, ``广东``
+        or geocoder-style ``广东省深圳市``; one that names no place is skipped."""
+        pushed: dict[str, Region] = {}
+        parsed: dict[str, Region | None] = {}  # a national table names a few hundred places
+        for prefix, region_text, _carrier in rows:
+            if region_text not in parsed:
+                parsed[region_text] = self.parse_region(region_text)
+            region = parsed[region_text]
+            if region is not None and prefix.isdigit():
+                pushed[prefix] = region
+        resolver = copy.copy(self)
+        resolver._pushed, resolver._pushed_lengths = pushed, _lengths(pushed)
+        return resolver
+
+    def parse_region(self, text: str) -> Region | None:
+        """HQ's region text -> Region: ``省/市`` or ``省``, else geocoder style."""
+        text = text.strip()
+        if "/" in text:
+            province, _, city = text.partition("/")
+            province, city = place_key(province), place_key(city)
+            return Region(province, city or province) if province else None
+        return self.split_description(text) or (Region(place_key(text), place_key(text))
+                                                 if text and text != _COUNTRY_ONLY else None)
 
     # --- construction from files -------------------------------------------------------------
 
@@ -90,14 +121,9 @@ class RegionResolver:
         national = national_number(number)
         if len(national) < 3:
             return None  # withheld caller ID or an internal extension
-        return self._from_table(national) or self._from_geocoder(national)
-
-    def _from_table(self, national: str) -> Region | None:
-        for length in self._lengths:
-            region = self._table.get(national[:length])
-            if region is not None:
-                return region
-        return None
+        return (_longest(self._pushed, self._pushed_lengths, national)
+                or _longest(self._table, self._lengths, national)
+                or self._from_geocoder(national))
 
     def _from_geocoder(self, national: str) -> Region | None:
         if not self._use_geocoder:
@@ -123,6 +149,19 @@ class RegionResolver:
                         break
                 return Region(province, place_key(rest) if rest else province)
         return None
+
+
+def _lengths(table: dict[str, Region]) -> list[int]:
+    return sorted({len(p) for p in table}, reverse=True)
+
+
+def _longest(table: dict[str, Region], lengths: list[int], national: str) -> Region | None:
+    """The region of the longest prefix of ``national`` in ``table``."""
+    for length in lengths:
+        region = table.get(national[:length])
+        if region is not None:
+            return region
+    return None
 
 
 def read_prefix_table(path: Path, config_key: str = "prefix_table") -> list[tuple[str, str, str]]:
