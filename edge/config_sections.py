@@ -202,6 +202,7 @@ class SyncSection:
     hq_url: str = ""          # HTTPS base of the aggregator, for recording uploads and enrollment
     api_token: str = ""       # the edge's bearer token at HQ (issued at enrollment)
     health_s: float = 60.0    # how often the edge reports its health to HQ
+    process: bool = True      # publish from a child process (edge.sync.process), off the core's GIL
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,7 @@ def read_sync(t: TableReader) -> SyncSection:
         hq_url=t.text("hq_url", "", allow_empty=True),
         api_token=t.text("api_token", "", allow_empty=True),
         health_s=t.number("health_s", 60.0, positive=True),
+        process=t.flag("process", True),
     )
     t.finish()
     return section

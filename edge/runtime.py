@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import queue
+from concurrent import futures
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 from zoneinfo import ZoneInfo
 
 from edge.commands import (Command, CreateTask, EncodeRecording, Lookup, Notify, StartRecording,
@@ -26,9 +27,10 @@ from edge.store import Store, StoreError
 if TYPE_CHECKING:
     from edge.api import EdgeApi
     from edge.recordings.service import RecordingService
-    from edge.sync.publisher import SyncPublisher
+    from edge.sync.services import HqLink
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_IDLE_WAIT_S = 0.05
 # commands the runtime carries out against the store; they never reach a driver
@@ -90,7 +92,7 @@ class EdgeRuntime:
         self.driver = factory(self.events.put)
         self.recordings = self._recording_service() if config.recording.enabled else None
         self.api: "EdgeApi | None" = None
-        self.sync: "SyncPublisher | None" = None
+        self.hq: "HqLink | None" = None
         self._listeners: list[Callable[[Command], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,6 +112,8 @@ class EdgeRuntime:
 
     def _notify_from_thread(self, topic: str, data: dict) -> None:
         """A service thread's notification goes through the core thread like the core's own."""
+        if topic == "recording.ready" and self.hq is not None:
+            self.hq.recording_ready()
         self.call_soon(lambda: self._dispatch([Notify(topic, data)]))
 
     # --- life cycle ------------------------------------------------------------------------------
@@ -121,15 +125,10 @@ class EdgeRuntime:
         if self.recordings is not None:
             self.recordings.start()
         if self.config.sync.enabled:
-            from edge.sync.publisher import SyncPublisher
+            from edge.sync.services import HqLink
 
-            sync, edge_id = self.config.sync, self.config.edge.id
-            self.sync = SyncPublisher(self.config.edge.store, edge_id, sync.host, sync.port,
-                                      sync.username or edge_id, sync.password,
-                                      in_flight=sync.in_flight, resend_s=sync.resend_s,
-                                      synchronous=self.config.edge.synchronous)
-            self.store.on_outbox = self.sync.wake
-            self.sync.start()
+            self.hq = HqLink(self)
+            self.hq.start()
         if self.config.api.enabled:
             from edge.api import EdgeApi
 
@@ -145,8 +144,8 @@ class EdgeRuntime:
             self._thread.join(timeout=5)
         if self.recordings is not None:
             self.recordings.stop()
-        if self.sync is not None:
-            self.sync.stop()
+        if self.hq is not None:
+            self.hq.stop()
         self.store.close()
 
     def subscribe(self, listener: Callable[[Command], None]) -> None:
@@ -159,6 +158,19 @@ class EdgeRuntime:
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the core thread (reads of core state must happen there)."""
         self.events.put(_Callback(fn))
+
+    def on_core(self, fn: Callable[[], T], timeout_s: float = 5.0) -> T:
+        """Run ``fn`` on the core thread and wait for its result (or its exception)."""
+        done: futures.Future[T] = futures.Future()
+
+        def run() -> None:
+            try:
+                done.set_result(fn())
+            except Exception as exc:
+                done.set_exception(exc)
+
+        self.call_soon(run)
+        return done.result(timeout_s)
 
     # --- the loop --------------------------------------------------------------------------------
 
