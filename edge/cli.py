@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -120,6 +121,55 @@ def asterisk_conf(config_path: str, edge_host: str, phone_secrets: tuple[str, ..
         click.echo(path)
 
 
+@main.command("enroll")
+@click.option("--hq", "hq_url", required=True, help="HQ's base URL, e.g. https://hq.example.cn")
+@click.option("--token", required=True, envvar="CC_ENROLL_TOKEN",
+              help="one-time enrollment token from HQ (or set CC_ENROLL_TOKEN)")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="credentials file to write (mode 0600); set [sync] credentials to it")
+@click.option("--name", default=None, help="branch name, if HQ's token does not carry one")
+@click.option("--force", is_flag=True, help="replace an existing credentials file")
+def enroll(hq_url: str, token: str, out: str, name: str | None, force: bool) -> None:
+    """Enroll this box with HQ: get its edge id, broker login and API token, write them to OUT."""
+    from edge.sync.enroll import enroll as enroll_at_hq
+    from edge.sync.enroll import write_credentials
+
+    if Path(out).exists() and not force:
+        click.echo(f"{out}: already exists (this box is enrolled); pass --force to replace it",
+                   err=True)
+        sys.exit(2)
+    folder = Path(out).resolve().parent
+    try:   # before the token is spent: a file we cannot write would lose the credentials
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"{folder} is not writable")
+    except OSError as exc:
+        click.echo(f"enroll: cannot write {out}: {exc}", err=True)
+        sys.exit(2)
+    try:
+        creds = enroll_at_hq(hq_url, token, name=name, version=_edge_version())
+    except EdgeError as exc:
+        click.echo(f"enroll failed: {exc}", err=True)
+        sys.exit(1)
+    try:
+        write_credentials(out, creds, overwrite=force)
+    except (EdgeError, OSError) as exc:
+        click.echo(f"enrolled as {creds.edge_id}, but writing {out} failed: {exc}; ask HQ to "
+                   "remove that edge and issue a new token", err=True)
+        sys.exit(1)
+    click.echo(f"enrolled as {creds.edge_id} ({creds.name}); broker {creds.broker_host}:"
+               f"{creds.broker_port}; credentials in {out} (set [sync] credentials = \"{out}\")")
+
+
+def _edge_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("callcenter-edge")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 @main.command("demo")
 @click.option("--calls", default=0, help="stop after this many calls (0 = until Ctrl-C)")
 @click.option("--rate", default=0.5, show_default=True, help="new calls per real second")
@@ -127,11 +177,16 @@ def asterisk_conf(config_path: str, edge_host: str, phone_secrets: tuple[str, ..
               help="virtual seconds run this much faster than wall time (0.05 = 20x)")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--plain", is_flag=True, help="print lines instead of a live screen")
-def demo(calls: int, rate: float, time_scale: float, seed: int, plain: bool) -> None:
-    """An edge driven by the HIL PBX simulator with a light stream of calls, shown live."""
+@click.option("--hq/--no-hq", default=True, show_default=True,
+              help="also run an HQ on loopback (Mosquitto, aggregator, ingest, dispatcher) and "
+                   "sync the edge to it; --no-hq runs the edge alone")
+def demo(calls: int, rate: float, time_scale: float, seed: int, plain: bool, hq: bool) -> None:
+    """An edge driven by the HIL PBX simulator with a light stream of calls, shown live, syncing
+    to an HQ started beside it (URLs and demo logins are printed)."""
     from edge.demo import run_demo
 
-    sys.exit(run_demo(calls=calls, rate=rate, time_scale=time_scale, seed=seed, plain=plain))
+    sys.exit(run_demo(calls=calls, rate=rate, time_scale=time_scale, seed=seed, plain=plain,
+                      hq=hq))
 
 
 if __name__ == "__main__":
