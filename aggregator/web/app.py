@@ -68,6 +68,8 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"
     broker_host: str = "127.0.0.1"
     broker_port: int = 1883
+    broker_public_host: str = ""          # the broker as edges reach it (default: broker_host)
+    broker_public_port: int = 0           # (default: broker_port)
     broker_admin_user: str = ""           # a dynamic-security admin, to add enrolled edges
     broker_admin_password: str = ""
     session_cookie_secure: bool = False
@@ -85,8 +87,15 @@ class Settings:
             broker_port = int(env.get("CC_HQ_BROKER_PORT", cls.broker_port))
         except ValueError:
             raise SettingsError(f"CC_HQ_BROKER_PORT={env['CC_HQ_BROKER_PORT']!r}: not a port") from None
+        try:
+            public_port = int(env.get("CC_HQ_BROKER_PUBLIC_PORT", 0))
+        except ValueError:
+            raise SettingsError(f"CC_HQ_BROKER_PUBLIC_PORT={env['CC_HQ_BROKER_PUBLIC_PORT']!r}: "
+                                "not a port") from None
         return cls(
             db_url=env.get("CC_HQ_DB", cls.db_url),
+            broker_public_host=env.get("CC_HQ_BROKER_PUBLIC_HOST", ""),
+            broker_public_port=public_port,
             secret_key=env.get("CC_HQ_SECRET_KEY", ""),
             recordings_root=env.get("CC_HQ_RECORDINGS", cls.recordings_root),
             public_url=env.get("CC_HQ_PUBLIC_URL", cls.public_url),
