@@ -1,19 +1,24 @@
-"""The HQ database: every message the edges sent, each stream's high-water mark, gaps, dead letters.
-
-SQLite by default (stdlib ``sqlite3``, WAL, ``synchronous=NORMAL``); PostgreSQL comes later, so
-the SQL here is the portable subset (``INSERT … ON CONFLICT``, ``LIMIT``, no SQLite-only
-functions) and what differs between the two lives in ``Dialect``.
+"""The HQ's ingest tables: every message the edges sent, each stream's high-water mark, gaps,
+dead letters — on the data layer of ``aggregator.database`` (SQLite or PostgreSQL).
 
 Idempotence is the database's job, not the consumer's: ``messages`` has a primary key on the
 envelope ``id`` and a unique key on (edge, stream, seq), and every insert is ``ON CONFLICT DO
 NOTHING``, so a message delivered twice — a resend from the edge, a redelivery after a consumer
 crash, two consumers racing — is stored once however the writers interleave. Each batch is one
-``BEGIN IMMEDIATE`` transaction that also moves the stream's high-water mark (``hwm``: every
-seq 1..hwm is stored), so the mark another process reads is always backed by committed rows.
+transaction that also moves the stream's high-water mark (``hwm``: every seq 1..hwm is stored),
+so the mark another process reads is always backed by committed rows.
+
+Several consumers: on SQLite their batches queue on the file's write lock. On PostgreSQL they
+run side by side — a *shared* advisory lock keeps them apart only from ``transaction()``'s
+writers — and each stream's row in ``streams`` is locked (``SELECT … FOR UPDATE``, streams in
+sorted order) before its hwm moves. In READ COMMITTED every statement sees what committed before
+it, so the last batch to take a stream's lock sees every earlier batch's rows, and no advance is
+lost. A batch that loses a deadlock or a race (two consumers with redeliveries of the same
+messages, a projection's check-then-insert) is rolled back and run again.
 
 Example::
 
-    db = HqDb("hq.sqlite3")
+    db = HqDb.open("hq.sqlite3")              # or "postgresql://hq@db.example/hq"
     db.store_batch([Envelope("01J…", "edge-a", "cdr", 1, 1795392102.5, "cdr", {"call_id": "x"})])
     # {("edge-a", "cdr"): 1}
     db.hwm("edge-a", "cdr")        # 1
@@ -21,87 +26,31 @@ Example::
 """
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
+import json
 import logging
 import os
-import sqlite3
-import threading
+import random
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from aggregator import AggregatorError
+from aggregator.database import (BUSY_TIMEOUT_S, SQLITE, Database, DbError, Dialect, Link,
+                                 Migration, SchemaVersionError, Tx, connect_sqlite, link_for)
 from aggregator.envelope import Envelope
 from aggregator.projections import apply_projections
 
+__all__ = ["BUSY_TIMEOUT_S", "SQLITE", "Database", "DbError", "DeadLetter", "Dialect", "Gap",
+           "HqDb", "Link", "Migration", "Reject", "SchemaVersionError", "Tx", "connect_sqlite",
+           "link_for", "v1_ingest"]
+
 log = logging.getLogger(__name__)
 
-BUSY_TIMEOUT_S = 10.0
 HWM_SCAN_CHUNK = 1000
 MAX_GAPS_PER_STREAM = 1000   # a seq that jumps by millions is one bug, not a million gaps
-
-
-class DbError(AggregatorError):
-    """The database could not be opened, migrated or written (the cause is chained)."""
-
-
-class SchemaVersionError(DbError):
-    """The database was written by a newer aggregator; opening it could corrupt what it relies on."""
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """What differs between SQLite and PostgreSQL, in one place."""
-
-    name: str
-    begin_write: str     # a write transaction that serialises writers from the start
-    auto_id: str         # an integer primary key the database assigns
-    blob: str
-    placeholder: str
-
-    @functools.lru_cache(maxsize=128)
-    def sql(self, text: str) -> str:
-        """Statements are written with ``?``; a driver that wants ``%s`` gets it here."""
-        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
-
-
-SQLITE = Dialect(name="sqlite", begin_write="BEGIN IMMEDIATE",
-                 auto_id="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB", placeholder="?")
-
-
-def connect_sqlite(path: str, busy_timeout_s: float) -> sqlite3.Connection:
-    """Autocommit mode (transactions are explicit), WAL so readers never block the ingest."""
-    conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None,
-                           check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
-
-
-class Tx:
-    """A cursor inside a write transaction that takes ``?`` placeholders on every dialect.
-
-    ``execute`` returns the driver's cursor (``fetchone``/``fetchall``/``rowcount``)."""
-
-    def __init__(self, cursor: Any, dialect: "Dialect") -> None:
-        self.cursor = cursor
-        self.dialect = dialect
-
-    def execute(self, sql: str, params: Sequence[object] = ()) -> Any:
-        return self.cursor.execute(self.dialect.sql(sql), params)
-
-    def fetchone(self) -> Any:
-        return self.cursor.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        return self.cursor.fetchall()
-
-    @property
-    def rowcount(self) -> int:
-        return self.cursor.rowcount
+BATCH_ATTEMPTS = 5           # a batch that lost a deadlock or a race is retried this often
+RETRY_BASE_S = 0.005
+INSERT_CHUNK = 100           # rows per INSERT: 800 parameters, under SQLite's oldest limit (999)
 
 
 # --- schema -----------------------------------------------------------------------------------
@@ -154,9 +103,6 @@ def v1_ingest(cur: "Tx", d: Dialect) -> None:
         )""")
 
 
-Migration = Callable[["Tx", Dialect], None]
-
-
 # --- rows -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -190,43 +136,26 @@ class Reject:
 StreamKey = tuple[str, str]
 
 
-class HqDb:
-    """The aggregator's database. One per process; methods are safe to call from any thread, and
-    several processes may write the same file (writers queue on SQLite's lock)."""
+class HqDb(Database):
+    """The aggregator's database: the data layer (``transaction``, ``query``, ``scalar``) with
+    every area's migrations, and the ingest's messages, marks, gaps and dead letters."""
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time,
                  busy_timeout_s: float = BUSY_TIMEOUT_S,
                  migrations: Sequence[Migration] | None = None) -> None:
-        self.path = os.fspath(path)
-        self.dialect = SQLITE
-        self._clock = clock
-        self._lock = threading.RLock()
-        try:
-            self._conn = connect_sqlite(self.path, busy_timeout_s)
-        except sqlite3.Error as exc:
-            raise DbError(f"{self.path}: cannot open database: {exc}") from exc
         if migrations is None:
             from aggregator.migrations import MIGRATIONS
             migrations = MIGRATIONS
-        self.version = self._migrate(migrations)
+        super().__init__(path, migrations=migrations, clock=clock, busy_timeout_s=busy_timeout_s)
 
     @classmethod
-    def open(cls, url: str, **kwargs: Any) -> "HqDb":
-        """``sqlite:///path``, a plain path, or ``postgresql://…`` (PostgreSQL comes with its
-        connection module)."""
-        if url.startswith(("postgresql://", "postgres://")):
-            raise DbError(f"{url}: PostgreSQL is not wired yet")
-        return cls(url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url, **kwargs)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+    def open(cls, url: str | os.PathLike[str], **kwargs: Any) -> "HqDb":
+        """``sqlite:///path``, a plain path, or ``postgresql://user@host:port/db`` (libpq also
+        reads the password from ``PGPASSWORD`` or ``~/.pgpass``)."""
+        return cls(url, **kwargs)
 
     def __enter__(self) -> "HqDb":
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -235,27 +164,26 @@ class HqDb:
         """Store envelopes and file rejects in one transaction; returns the committed hwm of every
         (edge, stream) in the batch. A message already stored (same id, or same edge/stream/seq
         with the same id) is skipped; one that claims a stored seq under another id, or a stored
-        id for another seq, is a conflict and becomes a dead letter."""
-        with self._transaction() as cur:
-            now = self._clock()
-            top: dict[StreamKey, int] = {}     # the highest seq inserted, per stream
-            seen: set[StreamKey] = set()
-            for envelope in envelopes:
-                key = (envelope.edge, envelope.stream)
-                seen.add(key)
-                if self._insert_message(cur, envelope, now):
-                    top[key] = max(top.get(key, 0), envelope.seq)
-                    apply_projections(cur, envelope, now)
-                else:
-                    conflict = self._conflict(cur, envelope)
-                    if conflict:
-                        log.warning("dead letter %s: %s", envelope.topic, conflict)
-                        self._insert_dead_letter(cur, Reject(envelope.topic, envelope.to_json(),
-                                                             conflict), now)
-            for reject in rejects:
-                self._insert_dead_letter(cur, reject, now)
-            return {key: self._advance(cur, key, top[key], now) if key in top
-                    else self._hwm(cur, key) for key in seen}
+        id for another seq, is a conflict and becomes a dead letter, and so does one a projection
+        refuses (its row stays) or one the database cannot hold as text.
+
+        Envelopes are stored in (edge, stream, seq) order, so that two batches holding the same
+        messages take their row locks in the same order; a batch that still loses a deadlock or
+        a race is rolled back and retried whole."""
+        batch = sorted(envelopes, key=lambda e: (e.edge, e.stream, e.seq))
+        filed = sorted(rejects, key=lambda r: (r.topic, bytes(r.payload)))
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            try:
+                return self._store_once(batch, filed)
+            except DbError as exc:
+                lost = self._link.broken(self._conn)      # reopened by the next attempt
+                if attempt == BATCH_ATTEMPTS or not (lost or self._link.retryable(exc.__cause__)):
+                    raise
+                delay = RETRY_BASE_S * 2 ** attempt * random.uniform(0.5, 1.0)
+                log.info("%s: batch of %s rolled back (%s); retrying in %.3f s", self.path,
+                         len(batch), exc.__cause__, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
 
     def dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
         self.store_batch((), [Reject(topic, payload, reason)])
@@ -267,11 +195,12 @@ class HqDb:
         now = self._clock() if now is None else now
         recorded: list[Gap] = []
         with self._transaction() as cur:
-            cur.execute(self._sql(
+            cur.execute(
                 "DELETE FROM gaps WHERE EXISTS (SELECT 1 FROM messages m WHERE m.edge = gaps.edge"
-                " AND m.stream = gaps.stream AND m.seq = gaps.seq)"))
-            open_streams = cur.execute(self._sql(
-                "SELECT edge, stream, hwm FROM streams WHERE max_seq > hwm")).fetchall()
+                " AND m.stream = gaps.stream AND m.seq = gaps.seq)")
+            open_streams = cur.execute(
+                "SELECT edge, stream, hwm FROM streams WHERE max_seq > hwm"
+                " ORDER BY edge, stream").fetchall()
             for edge, stream, hwm in open_streams:
                 for gap in self._holes(cur, edge, stream, hwm):
                     if now - gap.first_seen >= settle_s and self._insert_gap(cur, gap):
@@ -322,96 +251,103 @@ class HqDb:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _sql(self, text: str) -> str:
-        return self.dialect.sql(text)
+    def _store_once(self, batch: Sequence[Envelope], rejects: Sequence[Reject]
+                    ) -> dict[StreamKey, int]:
+        with self._transaction(shared=True) as cur:
+            now = self._clock()
+            top: dict[StreamKey, int] = {}     # the highest seq inserted, per stream
+            storable: list[tuple[Envelope, str]] = []     # with its body as JSON text
+            for envelope in batch:
+                body = envelope.body_json()
+                problem = _unstorable(envelope, body)
+                if problem is None:
+                    storable.append((envelope, body))
+                else:
+                    self._reject(cur, envelope, problem, now)
+            inserted = self._insert_messages(cur, storable, now)
+            for envelope, _body in storable:
+                if envelope.id in inserted:
+                    inserted.discard(envelope.id)      # a second copy in the batch is a redelivery
+                    key = (envelope.edge, envelope.stream)
+                    top[key] = max(top.get(key, 0), envelope.seq)
+                    refused = apply_projections(cur, envelope, now)
+                    if refused:
+                        self._reject(cur, envelope, "projection refused: " + "; ".join(refused),
+                                     now)
+                else:
+                    conflict = self._conflict(cur, envelope)
+                    if conflict:
+                        self._reject(cur, envelope, conflict, now)
+            for reject in rejects:
+                self._insert_dead_letter(cur, reject, now)
+            # sorted: every batch locks the stream rows in one order, so none waits in a circle
+            seen = sorted({(envelope.edge, envelope.stream) for envelope in batch})
+            return {key: self._advance(cur, key, top[key], now) if key in top
+                    else self._hwm(cur, key) for key in seen}
 
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
-        with self._lock:
-            try:
-                return self._conn.execute(self._sql(sql), params).fetchall()
-            except sqlite3.Error as exc:
-                raise DbError(f"{self.path}: query failed: {exc}") from exc
+    def _reject(self, cur: Tx, envelope: Envelope, reason: str, now: float) -> None:
+        log.warning("dead letter %s seq %s: %s", envelope.topic, envelope.seq, reason)
+        self._insert_dead_letter(cur, Reject(envelope.topic, _payload(envelope), reason), now)
 
-    def _scalar(self, sql: str, params: Sequence[object] = ()) -> int:
-        return int(self._query(sql, params)[0][0] or 0)
-
-    # --- the data layer every area uses ------------------------------------------------------
-
-    def transaction(self) -> "contextlib.AbstractContextManager[Tx]":
-        """One write transaction (serialised with other writers from its start); statements are
-        written with ``?`` and the dialect translates. Commits on exit, rolls back on an error."""
-        return self._transaction()
-
-    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
-        """A read outside any transaction: every row."""
-        return self._query(sql, params)
-
-    def scalar(self, sql: str, params: Sequence[object] = ()) -> int:
-        return self._scalar(sql, params)
-
-    @contextmanager
-    def _transaction(self) -> Iterator["Tx"]:
-        with self._lock:
-            cur = Tx(self._conn.cursor(), self.dialect)
-            try:
-                cur.execute(self.dialect.begin_write)
-            except sqlite3.Error as exc:
-                raise DbError(f"{self.path}: cannot begin a write: {exc}") from exc
-            try:
-                yield cur
-                cur.execute("COMMIT")
-            except BaseException as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise DbError(f"{self.path}: write failed and was rolled back: {exc}") from exc
-                raise
-
-    def _insert_message(self, cur: Tx, e: Envelope, now: float) -> bool:
-        cur.execute(self._sql(
-            "INSERT INTO messages (id, edge, stream, seq, ts, type, body, received_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
-            (e.id, e.edge, e.stream, e.seq, e.ts, e.type, e.body_json(), now))
-        return cur.rowcount == 1
+    def _insert_messages(self, cur: Tx, rows: Sequence[tuple[Envelope, str]], now: float
+                         ) -> set[str]:
+        """Insert what is new, many rows per statement (one round trip each on PostgreSQL);
+        returns the ids inserted."""
+        inserted: set[str] = set()
+        for start in range(0, len(rows), INSERT_CHUNK):
+            chunk = rows[start:start + INSERT_CHUNK]
+            params: list[object] = []
+            for e, body in chunk:
+                params.extend((e.id, e.edge, e.stream, e.seq, e.ts, e.type, body, now))
+            returned = cur.execute(
+                "INSERT INTO messages (id, edge, stream, seq, ts, type, body, received_at) VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+                + " ON CONFLICT DO NOTHING RETURNING id", params).fetchall()
+            inserted.update(row[0] for row in returned)
+        return inserted
 
     def _conflict(self, cur: Tx, e: Envelope) -> str | None:
         """Why a skipped envelope is not a plain redelivery, or None when it is one."""
-        row = cur.execute(self._sql("SELECT edge, stream, seq FROM messages WHERE id = ?"),
+        row = cur.execute("SELECT edge, stream, seq FROM messages WHERE id = ?",
                           (e.id,)).fetchone()
         if row is not None:
             if tuple(row) == (e.edge, e.stream, e.seq):
                 return None
             return f"conflict: id {e.id} is already stored as {row[0]}/{row[1]} seq {row[2]}"
-        row = cur.execute(self._sql(
-            "SELECT id FROM messages WHERE edge = ? AND stream = ? AND seq = ?"),
+        row = cur.execute(
+            "SELECT id FROM messages WHERE edge = ? AND stream = ? AND seq = ?",
             (e.edge, e.stream, e.seq)).fetchone()
         return f"conflict: {e.edge}/{e.stream} seq {e.seq} is already stored with id {row[0]}"
 
     def _insert_dead_letter(self, cur: Tx, reject: Reject, now: float) -> None:
         payload = bytes(reject.payload)
-        cur.execute(self._sql(
+        cur.execute(
             "INSERT INTO dead_letters (topic, payload, reason, received_at, digest, times,"
             " last_received_at) VALUES (?, ?, ?, ?, ?, 1, ?)"
             " ON CONFLICT (topic, digest) DO UPDATE SET times = dead_letters.times + 1,"
-            " last_received_at = excluded.last_received_at"),
-            (reject.topic, payload, reject.reason, now, hashlib.sha256(payload).hexdigest(), now))
+            " last_received_at = excluded.last_received_at",
+            (_text(reject.topic), payload, _text(reject.reason), now,
+             hashlib.sha256(payload).hexdigest(), now))
 
     def _hwm(self, cur: Tx, key: StreamKey) -> int:
-        row = cur.execute(self._sql("SELECT hwm FROM streams WHERE edge = ? AND stream = ?"),
+        row = cur.execute("SELECT hwm FROM streams WHERE edge = ? AND stream = ?",
                           key).fetchone()
         return int(row[0]) if row else 0
 
     def _advance(self, cur: Tx, key: StreamKey, top: int, now: float) -> int:
-        """Move the stream's hwm over every contiguous stored seq; note its highest seq."""
+        """Move the stream's hwm over every contiguous stored seq; note its highest seq. The
+        stream's row is locked first, so the scan sees every batch that committed before."""
         edge, stream = key
-        row = cur.execute(self._sql(
-            "SELECT hwm, max_seq FROM streams WHERE edge = ? AND stream = ?"), key).fetchone()
-        old_hwm, old_max = (int(row[0]), int(row[1])) if row else (0, 0)
+        cur.execute("INSERT INTO streams (edge, stream, hwm, max_seq, updated_at)"
+                    " VALUES (?, ?, 0, 0, ?) ON CONFLICT DO NOTHING", (edge, stream, now))
+        row = cur.execute("SELECT hwm, max_seq FROM streams WHERE edge = ? AND stream = ?"
+                          + self.dialect.for_update, key).fetchone()
+        old_hwm, old_max = int(row[0]), int(row[1])
         hwm = old_hwm
         while True:
-            seqs = cur.execute(self._sql(
+            seqs = cur.execute(
                 "SELECT seq FROM messages WHERE edge = ? AND stream = ? AND seq > ?"
-                " ORDER BY seq LIMIT ?"), (edge, stream, hwm, HWM_SCAN_CHUNK)).fetchall()
+                " ORDER BY seq LIMIT ?", (edge, stream, hwm, HWM_SCAN_CHUNK)).fetchall()
             for (seq,) in seqs:
                 if seq != hwm + 1:
                     break
@@ -421,22 +357,17 @@ class HqDb:
                     continue
             break
         max_seq = max(old_max, hwm, top)
-        if row is None:
-            cur.execute(self._sql(
-                "INSERT INTO streams (edge, stream, hwm, max_seq, updated_at)"
-                " VALUES (?, ?, ?, ?, ?)"), (edge, stream, hwm, max_seq, now))
-        elif (hwm, max_seq) != (old_hwm, old_max):
-            cur.execute(self._sql(
-                "UPDATE streams SET hwm = ?, max_seq = ?, updated_at = ? WHERE edge = ? AND"
-                " stream = ?"), (hwm, max_seq, now, edge, stream))
+        if (hwm, max_seq) != (old_hwm, old_max):
+            cur.execute("UPDATE streams SET hwm = ?, max_seq = ?, updated_at = ? WHERE edge = ?"
+                        " AND stream = ?", (hwm, max_seq, now, edge, stream))
         return hwm
 
     def _holes(self, cur: Tx, edge: str, stream: str, hwm: int) -> list[Gap]:
         """The missing seqs above hwm, each with the time it became visible: when the earliest
         stored message with a higher seq was received."""
-        rows = cur.execute(self._sql(
+        rows = cur.execute(
             "SELECT seq, received_at FROM messages WHERE edge = ? AND stream = ? AND seq > ?"
-            " ORDER BY seq"), (edge, stream, hwm)).fetchall()
+            " ORDER BY seq", (edge, stream, hwm)).fetchall()
         earliest_after: list[float] = []
         earliest = float("inf")
         for _seq, received_at in reversed(rows):
@@ -456,43 +387,39 @@ class HqDb:
         return holes
 
     def _insert_gap(self, cur: Tx, gap: Gap) -> bool:
-        cur.execute(self._sql(
+        cur.execute(
             "INSERT INTO gaps (edge, stream, seq, first_seen) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING"), (gap.edge, gap.stream, gap.seq, gap.first_seen))
+            " ON CONFLICT DO NOTHING", (gap.edge, gap.stream, gap.seq, gap.first_seen))
         return cur.rowcount == 1
 
-    def _migrate(self, migrations: Sequence[Migration]) -> int:
-        """Apply the migrations this file lacks, each in its own write transaction with its
-        bookkeeping row, so a crash leaves the previous version and two processes opening a new
-        file cannot both apply one. Migrations are never edited once shipped: append one."""
-        with self._lock:
-            self._query(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
-            found = self._version()
-            if found > len(migrations):
-                raise SchemaVersionError(
-                    f"{self.path}: schema version {found} is newer than this aggregator knows "
-                    f"({len(migrations)}); upgrade it, or restore a backup made by this version")
-            for version, migration in enumerate(migrations, start=1):
-                if version > found:
-                    self._apply(version, migration)
-            return self._version()
 
-    def _version(self) -> int:
-        return self._scalar("SELECT max(version) FROM schema_migrations")
+def _unstorable(e: Envelope, body: str) -> str | None:
+    """Why a valid envelope still cannot go into a text column, or None: PostgreSQL refuses a
+    NUL character, and neither database takes a lone surrogate (``"\\ud800"`` in the JSON).
+    Checked on SQLite too, so both databases dead-letter the same messages."""
+    for name, value in (("id", e.id), ("type", e.type)):
+        if "\x00" in value:
+            return f"{name}: holds a NUL character, which a database text column cannot store"
+    try:
+        e.id.encode()
+        e.type.encode()
+        body.encode()
+    except UnicodeEncodeError as exc:
+        return f"not storable as UTF-8 text: {exc}"
+    return None
 
-    def _apply(self, version: int, migration: Migration) -> None:
-        try:
-            with self._transaction() as cur:
-                if self._version() < version:   # another process may have applied it meanwhile
-                    migration(cur, self.dialect)
-                    cur.execute(self._sql("INSERT INTO schema_migrations (version, name, applied_at)"
-                                          " VALUES (?, ?, ?)"),
-                                (version, migration.__name__, self._clock()))
-        except DbError as exc:
-            raise DbError(f"{self.path}: migration {version} ({migration.__name__}) failed and "
-                          f"was rolled back: {exc}") from exc
+
+def _payload(e: Envelope) -> bytes:
+    try:
+        return e.to_json()
+    except UnicodeEncodeError:          # a lone surrogate: keep it, escaped
+        return json.dumps({"id": e.id, "edge": e.edge, "stream": e.stream, "seq": e.seq,
+                           "ts": e.ts, "type": e.type, "body": e.body}).encode()
+
+
+def _text(value: str) -> str:
+    """A dead letter's topic or reason, storable whatever it quotes."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _filters(**columns: str | None) -> tuple[str, list[str]]:

@@ -27,7 +27,8 @@ built to lose nothing and to let the database make it exactly once:
   delivers it again after the back-off; a lost broker is reconnected with jittered exponential
   back-off, keeping the session.
 
-Run one per process::
+Run one per process (``--db`` is a SQLite file or a ``postgresql://`` URL; several consumers
+share one PostgreSQL, see ``aggregator.db``)::
 
     python -m aggregator.ingest --db hq.sqlite3 --host 127.0.0.1 --port 1883 \\
         --user hq --password-file /etc/cc/hq.password --client-id ingest-1
@@ -123,7 +124,8 @@ class IngestConsumer:
 
     def start(self) -> "IngestConsumer":
         """Open the database (errors raise here, not in the thread) and start consuming."""
-        self._db = HqDb(self.db_path, clock=self._clock, busy_timeout_s=self.db_busy_timeout_s)
+        self._db = HqDb.open(self.db_path, clock=self._clock,
+                             busy_timeout_s=self.db_busy_timeout_s)
         self._next_gap_check = time.monotonic() + self.gap_check_s
         self._thread = threading.Thread(target=self._run, name=f"ingest-{self.client_id}",
                                         daemon=True)
@@ -373,7 +375,9 @@ def setup_logging(level: str) -> None:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m aggregator.ingest",
                                 description="Consume edge messages from MQTT into the HQ database.")
-    p.add_argument("--db", required=True, help="SQLite file of the HQ database")
+    p.add_argument("--db", required=True,
+                   help="the HQ database: a SQLite file, or postgresql://user@host:port/db "
+                        "(the password from PGPASSWORD or ~/.pgpass keeps it out of `ps`)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=1883)
     p.add_argument("--user", default="hq")

@@ -1,7 +1,10 @@
 """HQ ingest through a real Mosquitto (hil/broker.py) and real paho clients: edges publish
 envelopes, the consumer stores each once and acks every stream's committed high-water mark on the
 edge's retained ``down/ack`` topic; bad payloads become dead letters; two consumer processes on
-the shared subscription lose nothing and store nothing twice when one is SIGKILLed mid-burst."""
+the shared subscription lose nothing and store nothing twice when one is SIGKILLed mid-burst.
+
+The consumer tests run on SQLite and on PostgreSQL (``hq_db_url``, a real server from
+``hil.postgres``); the two-consumer burst on PostgreSQL is in test_ingest_postgres.py."""
 from __future__ import annotations
 
 import json
@@ -14,13 +17,16 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import psycopg
 import pytest
 from ulid import ULID
 
 from aggregator.db import HqDb
 from aggregator.envelope import ack_topic, up_topic
 from aggregator.ingest import IngestConsumer
+from aggregator.pg import WRITERS_KEY
 from hil.broker import HQ_USER
+from tests.aggregator.conftest import hq_db_url, postgres_server  # noqa: F401 - fixtures
 
 REPO = Path(__file__).resolve().parents[2]
 EDGE_PASSWORDS = {"edge-a": "secret-a", "edge-b": "secret-b"}
@@ -36,8 +42,10 @@ def wait_until(predicate, timeout_s: float, step_s: float = 0.02) -> bool:
 
 
 def envelope(edge: str, stream: str, seq: int, **overrides) -> dict:
+    """A CDR has a call_id (the HQ's cdr projection dead-letters one without)."""
+    body = {"n": seq, "call_id": f"{edge}-call-{seq}"} if stream == "cdr" else {"n": seq}
     data = {"id": str(ULID()), "edge": edge, "stream": stream, "seq": seq, "ts": time.time(),
-            "type": "cdr" if stream == "cdr" else "agent.state", "body": {"n": seq}}
+            "type": "cdr" if stream == "cdr" else "agent.state", "body": body}
     data.update(overrides)
     return data
 
@@ -115,8 +123,8 @@ class FakeEdge:
 class ConsumerProcess:
     """``python -m aggregator.ingest`` as its own process, so a test can SIGKILL it."""
 
-    def __init__(self, broker, db_path: Path, client_id: str) -> None:
-        self.args = [sys.executable, "-m", "aggregator.ingest", "--db", str(db_path),
+    def __init__(self, broker, db_url: str | Path, client_id: str) -> None:
+        self.args = [sys.executable, "-m", "aggregator.ingest", "--db", str(db_url),
                      "--host", "127.0.0.1", "--port", str(broker.port), "--user", HQ_USER,
                      "--password", broker.hq_password, "--client-id", client_id]
         self.lines: list[str] = []
@@ -151,13 +159,8 @@ class ConsumerProcess:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "hq.sqlite3"
-
-
-@pytest.fixture
-def consumer(broker, db_path: Path):
-    running = IngestConsumer(db_path, "127.0.0.1", broker.port, HQ_USER, broker.hq_password,
+def consumer(broker, hq_db_url: str):
+    running = IngestConsumer(hq_db_url, "127.0.0.1", broker.port, HQ_USER, broker.hq_password,
                              "ingest-1", reconnect_max_s=0.5).start()
     assert running.wait_subscribed(5)
     yield running
@@ -172,8 +175,8 @@ def edge_a(broker):
 
 
 @pytest.fixture
-def db(db_path: Path, consumer):
-    with HqDb(db_path) as hq:
+def db(hq_db_url: str, consumer):
+    with HqDb.open(hq_db_url) as hq:
         yield hq
 
 
@@ -328,23 +331,43 @@ def test_two_consumers_one_killed_mid_burst_store_every_message_once(broker, tmp
             process.stop()
 
 
+class WriterBlocker:
+    """Another writer holding the database's write lock for as long as the test wants: SQLite's
+    file lock, or on PostgreSQL the advisory lock every ingest batch needs a share of."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+
+    def __enter__(self) -> "WriterBlocker":
+        if self.db_url.startswith("postgresql://"):
+            self.conn = psycopg.connect(self.db_url, autocommit=True)
+            self.conn.execute(f"SELECT pg_advisory_lock({WRITERS_KEY})")
+        else:
+            self.conn = sqlite3.connect(self.db_url, isolation_level=None)
+            self.conn.execute("BEGIN EXCLUSIVE")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if isinstance(self.conn, sqlite3.Connection):
+            self.conn.execute("ROLLBACK")
+        self.conn.close()     # PostgreSQL drops a session's advisory locks with it
+
+
 @pytest.mark.hil
-def test_a_database_outage_loses_nothing(broker, db_path, edge_a):
-    consumer = IngestConsumer(db_path, "127.0.0.1", broker.port, HQ_USER, broker.hq_password,
+def test_a_database_outage_loses_nothing(broker, hq_db_url, edge_a):
+    consumer = IngestConsumer(hq_db_url, "127.0.0.1", broker.port, HQ_USER, broker.hq_password,
                               "ingest-1", reconnect_min_s=0.05, reconnect_max_s=0.2,
                               db_busy_timeout_s=0.2).start()
     try:
         assert consumer.wait_subscribed(5)
-        with HqDb(db_path) as db:
-            blocker = sqlite3.connect(db_path, isolation_level=None)
-            blocker.execute("BEGIN EXCLUSIVE")       # another writer holds the file: a long lock
-            for seq in range(1, 101):
-                edge_a.publish("cdr", seq)
-            assert wait_until(lambda: consumer.stats.received >= 100, 5)
-            time.sleep(0.5)
-            assert edge_a.hwm.get("cdr", 0) == 0 and edge_a.outbox
-            blocker.execute("ROLLBACK")
-            blocker.close()
+        with HqDb.open(hq_db_url) as db:
+            with WriterBlocker(hq_db_url):      # a long lock: every batch fails after 0.2 s
+                for seq in range(1, 101):
+                    edge_a.publish("cdr", seq)
+                assert wait_until(lambda: consumer.stats.received >= 100, 5)
+                time.sleep(0.5)
+                assert edge_a.hwm.get("cdr", 0) == 0 and edge_a.outbox
+                assert db.count() == 0
 
             assert edge_a.wait_acked("cdr", 100, timeout_s=5)
             assert db.count() == 100 and db.duplicates() == 0
