@@ -13,6 +13,13 @@ One process holds both sides, talking real TCP on loopback like a branch box and
   returning callers, and callers who give up while queued. An agent the edge sets 示忙 (auto-busy
   after missed rings) takes a short break and dials ``##7`` on their desk phone to come back.
 
+* HQ (``edge.demo_hq``, unless ``hq=False`` / ``--no-hq``): Mosquitto in dynamic-security mode,
+  the aggregator under gunicorn, an ingest consumer and the downlink dispatcher
+  (``hil.stack.HqStack``), with demo users and a department tree; the edge is enrolled through
+  HQ's enrollment endpoint and runs with ``[sync]`` and ``[upload]`` on, so its CDRs, events and
+  recordings travel to HQ as they would from a branch. HQ's URL, the broker port and the demo
+  logins are printed before the live screen and again in the summary.
+
 The screen (``rich``) shows agents, queues, live calls, the last CDRs from the store and recent
 notifications, ~4 times a second. ``plain`` (or a stdout that is not a terminal) prints one line per
 CDR / notification instead. Ctrl-C, SIGTERM or ``calls`` completed calls stop it; a summary follows.
@@ -45,11 +52,14 @@ from zoneinfo import ZoneInfo
 from edge.commands import Command, Notify, WriteCdr
 from edge.config import DATA_DIR, EXAMPLE_PATH, EdgeConfig, parse_config
 from edge.core import AgentView, CallView, QueueView
+from edge.demo_hq import DemoHq, wait_for_drain
+from edge.errors import EdgeError
 from edge.numbers import national_number
 from edge.runtime import EdgeRuntime
 from hil.pbx.cli import random_calls
 from hil.pbx.scripts import ANALOG, E1, PhoneDial, PhoneScript, RingBehaviour, TrunkSpan, World
 from hil.pbx.simulator import PbxSimulator
+from hil.stack import HqStack, StackError
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +68,8 @@ LAST_CDRS = 8
 LAST_EVENTS = 5
 LOGIN_TIMEOUT_S = 10.0    # real seconds for the edge to log in to the simulator's AMI
 SNAPSHOT_TIMEOUT_S = 1.0
+OUTBOX_EVERY_S = 1.0      # the live screen reads the outbox depth this often
+OUTBOX_BACKLOG = 20       # more rows than this waiting for HQ shows in yellow
 
 # Trunk lines added to the example's three (1, 2 fxo; 3 pri) so a burst of callers finds a line.
 EXTRA_FXO = range(4, 9)
@@ -121,11 +133,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def demo_config(*, time_scale: float, store: str | Path, ami_port: int, agi_port: int) -> EdgeConfig:
+def demo_config(*, time_scale: float, store: str | Path, ami_port: int, agi_port: int,
+                hq: dict[str, dict[str, Any]] | None = None) -> EdgeConfig:
     """The shipped example branch, validated like any config, with the demo's ports, store, time
-    scale and extra trunk lines."""
+    scale and extra trunk lines; ``hq``: tables to merge in, the ``[sync]`` and ``[upload]`` of
+    an enrolled edge (``DemoHq.config_tables``)."""
     data = tomllib.loads(EXAMPLE_PATH.read_text(encoding="utf-8"))
     data["edge"].update(time_scale=time_scale, store=str(store))
+    for table, keys in (hq or {}).items():
+        data[table] = {**data.get(table, {}), **keys}
     workdir = Path(store).parent  # recordings next to the throw-away store, never in the package
     data["recording"] = {"spool_dir": str(workdir / "spool"), "root": str(workdir / "recordings")}
     data["api"] = {"port": 0}  # a free port, shown in the header
@@ -445,7 +461,21 @@ class LiveScreen:
             line2.append(f"{dot}all lines busy {status['no_line']}", style="red")
         if wide:
             line2.append("   Ctrl-C stops", style="dim")
-        return [line1, line2]
+        return [line1, line2] + ([self._hq_line(status)] if status.get("hq") else [])
+
+    def _hq_line(self, status: dict[str, Any]):
+        """Where HQ is, and how much of the outbox it has not acknowledged yet."""
+        from rich.text import Text
+
+        hq, depth = status["hq"], status.get("outbox")
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(" HQ ", style="bold white on dark_green")
+        line.append(f" {hq['url']}  ·  outbox ")
+        line.append("?" if depth is None else str(depth),
+                    style="yellow" if depth is None or depth > OUTBOX_BACKLOG else "green")
+        line.append(f"  ·  broker 127.0.0.1:{hq['broker_port']}  ·  sign in: {hq['login']}",
+                    style="dim")
+        return line
 
     def _agents(self, snap: Snapshot):
         from rich.text import Text
@@ -612,11 +642,14 @@ class _NullFile:
 # --- running it -------------------------------------------------------------------------------------
 
 def run_demo(calls: int = 0, rate: float = 0.5, time_scale: float = 0.05, seed: int = 1,
-             plain: bool = False, out: TextIO | None = None) -> int:
+             plain: bool = False, out: TextIO | None = None, hq: bool = False,
+             hq_stack: HqStack | None = None) -> int:
     """Run the demo until Ctrl-C / SIGTERM or ``calls`` completed calls (0 = for ever).
 
-    Returns the exit code: 0 after a normal run, 2 for bad arguments, 1 if the edge and the
-    simulator could not be brought up.
+    ``hq``: also start an HQ (``hil.stack.HqStack``) and sync the edge to it (``edge demo``
+    does by default); ``hq_stack``: use this running one instead, left running at the end.
+    Returns the exit code: 0 after a normal run, 2 for bad arguments, 1 if the edge, the
+    simulator or HQ could not be brought up.
     """
     out = out or sys.stdout
     if calls < 0 or rate <= 0 or time_scale <= 0 or not math.isfinite(rate * time_scale):
@@ -639,8 +672,10 @@ def run_demo(calls: int = 0, rate: float = 0.5, time_scale: float = 0.05, seed: 
         root.addHandler(handler)
     workdir = Path(tempfile.mkdtemp(prefix="edge-demo-"))
     stop = threading.Event()
-    restore_signals = _install_sigterm(stop)
+    restore_signals = _install_stop_signals(stop)
     demo = _Demo(calls, rate, time_scale, seed, plain, out, rng, tail, stop, workdir)
+    if hq or hq_stack is not None:
+        demo.hq = DemoHq(workdir / "hq", hq_stack)
     try:
         if not demo.start():
             return 1
@@ -675,11 +710,19 @@ def _no_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _install_sigterm(stop: threading.Event) -> Callable[[], None]:
+def _install_stop_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGTERM, and SIGHUP (the terminal was closed), stop the demo as Ctrl-C does: in order, so
+    HQ's broker and gunicorn (which take SIGHUP as "reload") are not left running."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 class _Demo:
@@ -705,10 +748,17 @@ class _Demo:
         self.config: EdgeConfig | None = None
         self.names: Names | None = None
         self.agi_port = 0
+        self.hq: DemoHq | None = None
+        self.hq_up = False
+        self.outbox: int | None = None
+        self.outbox_at = 0.0
 
     # --- bringing it up ------------------------------------------------------------------------
 
     def start(self) -> bool:
+        hq_tables = self._start_hq() if self.hq is not None else None
+        if self.hq is not None and hq_tables is None:
+            return False
         base = demo_config(time_scale=self.time_scale, store=self.workdir / "demo.sqlite3",
                            ami_port=5038, agi_port=4573)
         users = {base.asterisk.ami_user: base.asterisk.ami_secret}
@@ -721,7 +771,7 @@ class _Demo:
             sim.start(scripts=False)
             self.sim = sim
             self.config = demo_config(time_scale=self.time_scale, store=self.workdir / "demo.sqlite3",
-                                      ami_port=sim.ami_port, agi_port=self.agi_port)
+                                      ami_port=sim.ami_port, agi_port=self.agi_port, hq=hq_tables)
             runtime = self.runtime = EdgeRuntime(self.config)
             runtime.subscribe(self._listen)
             try:
@@ -749,6 +799,24 @@ class _Demo:
                                             name="demo-calls", daemon=True)
         self.feed_thread.start()
         return True
+
+    def _start_hq(self) -> dict[str, dict[str, Any]] | None:
+        """Bring HQ up (unless a running one was handed in), print where it is, and return the
+        edge's config tables for it; ``None`` if HQ is not usable."""
+        assert self.hq is not None
+        if self.hq.owned:
+            self._print("edge demo: starting HQ (Mosquitto, aggregator under gunicorn, ingest, "
+                        "downlink dispatcher) and enrolling the edge…")
+        try:
+            self.hq.start()
+            tables = self.hq.config_tables()
+        except (StackError, EdgeError) as exc:
+            print(f"edge demo: {exc}\n(`edge demo --no-hq` runs the edge alone)", file=sys.stderr)
+            return None
+        self.hq_up = True
+        for line in self.hq.banner():
+            self._print(line)
+        return tables
 
     def _listen(self, command: Command) -> None:
         """On the core thread: keep it short and never raise."""
@@ -804,7 +872,7 @@ class _Demo:
             return
         try:
             print(text, file=self.out, flush=True)
-        except (BrokenPipeError, ValueError):  # `edge demo --plain | head`: stop quietly
+        except (OSError, ValueError):  # `edge demo --plain | head`, a closed terminal: stop quietly
             self.out_closed = True
             self.stop.set()
             if self.out is sys.stdout:
@@ -815,6 +883,7 @@ class _Demo:
         assert names is not None and self.config is not None
         self._print(f"edge demo: edge {self.config.edge.id}, AMI 127.0.0.1:{self.sim.ami_port}, "
                     f"FastAGI 127.0.0.1:{self.agi_port}, ~{self.rate:g} calls/s, time x{1 / self.time_scale:g}"
+                    + (f", HQ {self.hq.stack.hq_url}" if self.hq_up else "")
                     + (f", stopping after {self.calls} calls" if self.calls else ", Ctrl-C stops"))
         while not self._finished():
             self._end_breaks()
@@ -863,12 +932,26 @@ class _Demo:
                 cdrs = self._last_cdrs()
                 status = {"ami_up": self.ami_up, "tally": self.tally, "offered": self.feed.offered,
                           "no_line": no_line, "log": list(self.tail.lines),
-                          "api": "%s:%d" % self.runtime.api.address if self.runtime.api else ""}
+                          "api": "%s:%d" % self.runtime.api.address if self.runtime.api else "",
+                          "hq": self.hq.status() if self.hq_up else None,
+                          "outbox": self._outbox_depth(started)}
                 live.update(screen.frame(snap, cdrs, list(self.events), status,
                                          console.width, console.height), refresh=True)
                 if self._finished():
                     break
                 self.stop.wait(max(0.0, REFRESH_S - (time.monotonic() - started)))
+
+    def _outbox_depth(self, now: float) -> int | None:
+        """Rows waiting for HQ's acknowledgement, read about once a second."""
+        if not self.hq_up or self.runtime is None:
+            return None
+        if now - self.outbox_at >= OUTBOX_EVERY_S:
+            self.outbox_at = now
+            try:
+                self.outbox = self.runtime.store.outbox_depth()
+            except Exception:
+                self.outbox = None
+        return self.outbox
 
     def _collect_events(self) -> None:
         names = self.names
@@ -896,14 +979,37 @@ class _Demo:
         self.stop.set()
         if self.feed_thread is not None:
             self.feed_thread.join(timeout=2)
+        left = None
+        if self.runtime is not None and self.hq_up:
+            left = wait_for_drain(self.runtime.store.outbox_depth, self.hq.broker_running)
         if self.runtime is not None:
             _quietly(self.runtime.stop)
         if self.sim is not None:
             _quietly(self.sim.stop)
-        if self.feed is not None:
-            self._print(self.tally.summary())
+        try:
+            if self.feed is not None:
+                self._print(self.tally.summary())
+            if self.hq is not None and self.hq_up and self.feed is not None:
+                self._hq_summary(left)
+        finally:
+            if self.hq is not None:
+                _quietly(self.hq.stop)
         if self.tail.count and not self.plain:
             self._print(f"({self.tail.count} warning(s) logged; last: {self.tail.lines[-1]})")
+
+    def _hq_summary(self, outbox_left: int | None) -> None:
+        assert self.hq is not None
+        stored = self.hq.stored_at_hq()
+        cdrs, recordings = ("?", "?") if stored is None else stored
+        line = (f"HQ: {cdrs} CDRs and {recordings} recordings of edge {self.hq.edge_id} in HQ's "
+                "database")
+        if outbox_left:
+            line += f"; {outbox_left} outbox rows not yet acknowledged by HQ at the stop"
+        self._print(line)
+        for text in self.hq.banner(how_to=False):
+            self._print(text)
+        if self.hq.owned:
+            self._print("(HQ stopped with the demo; its database and logs are removed with it)")
 
 
 def _silence_stdout() -> None:
