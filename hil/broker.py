@@ -28,6 +28,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from aggregator.web.serve import die_with_parent
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 HQ_USER = "hq"
@@ -144,7 +146,8 @@ class MosquittoBroker:
         if not conf.exists():
             conf = self.write_config()
         self.process = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
+                                        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                        start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

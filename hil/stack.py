@@ -26,7 +26,6 @@ Logs (``mosquitto.log``, ``gunicorn.log``, ``ingest.log``, ``dispatch.log``) sta
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import secrets
 import signal
@@ -39,6 +38,7 @@ from typing import IO, TYPE_CHECKING, Sequence
 
 import requests
 
+from aggregator.web.serve import die_with_parent
 from hil.broker import HQ_USER, BrokerError, MosquittoBroker
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 HTTP_TIMEOUT_S = 10.0
-PR_SET_PDEATHSIG = 1
 
 # (name, parent): the bank's tree; the demo branch (the example edge, 深圳福田) is under 深圳分行
 DEPARTMENTS: tuple[tuple[str, str | None], ...] = (
@@ -254,7 +253,7 @@ class _Child:
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                         stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, preexec_fn=_die_with_parent)
+                                        start_new_session=True, preexec_fn=die_with_parent)
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Until its log says ``ready`` (e.g. the ingest's subscription is in place)."""
@@ -290,12 +289,6 @@ class _Child:
             return ""
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the parent goes (best effort, Linux only)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 def _write_private(path: Path, text: str) -> None:

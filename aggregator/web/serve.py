@@ -8,6 +8,7 @@ with ``CC_HQ_*`` set); this wraps that same command so tests exercise the real s
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -25,6 +26,20 @@ from aggregator.web.app import Settings
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "aggregator" / "gunicorn.conf.py"
 READY_PATH = "/api/v1/auth/me"      # answers 401 without a session: the app is up
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child, before exec: SIGTERM when the thread that started it goes (Linux
+    ``PR_SET_PDEATHSIG``, best effort), so a SIGKILLed demo or test run leaves no server behind.
+    With ``start_new_session`` a terminal's Ctrl-C reaches only the parent, which then stops its
+    children in order."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 class ServerError(AggregatorError):
@@ -58,7 +73,8 @@ class GunicornServer:
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(CONFIG), "aggregator.wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
         self._wait_ready()
         return self
 

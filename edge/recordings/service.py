@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import logging
+import signal
 import multiprocessing
 import os
 import threading
@@ -93,7 +94,8 @@ class RecordingService:
         """Start the encoder pool and the scan thread; the first scan is the crash recovery."""
         self.root.mkdir(parents=True, exist_ok=True)
         context = multiprocessing.get_context("forkserver")  # the edge has threads: never fork
-        self._pool = futures.ProcessPoolExecutor(self._workers, mp_context=context)
+        self._pool = futures.ProcessPoolExecutor(self._workers, mp_context=context,
+                                                 initializer=_ignore_interrupts)
         self._thread = threading.Thread(target=self._loop, name="recordings", daemon=True)
         self._thread.start()
 
@@ -318,3 +320,9 @@ def _parse_wav_name(file: str) -> tuple[str, int]:
         return stem[:-3], 0
     head, sep, leg = stem.rpartition("-")
     return (head, int(leg)) if sep and leg.isdigit() else (stem, 1)
+
+
+def _ignore_interrupts() -> None:
+    """In each encoder worker: a terminal's Ctrl-C reaches the whole process group; the daemon
+    stops its pool in order, so a worker must not die of the signal mid-file."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
