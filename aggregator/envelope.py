@@ -9,6 +9,16 @@ An edge publishes each outbox row on ``cc/v1/<edge>/up/<stream>`` (QoS 1) as a J
 retained) with ``{"acks": {"<stream>": <hwm>, ...}, "ts": <epoch>}``: every seq up to ``hwm`` of
 that stream is committed at HQ, so the edge may delete those outbox rows.
 
+HQ sends edges versioned messages on ``cc/v1/<edge>/down/<kind>`` (QoS 1, not retained; kinds in
+``DOWN_KINDS``) as ``DownMessage`` JSON::
+
+    {"id": "01JD3K…", "edge": "edge-a", "kind": "config", "scope": "agents", "version": 3,
+     "ts": 1795392102.5, "type": "config.section", "body": {...}}
+
+``version`` counts 1, 2, 3 … per (edge, kind, scope); the edge applies a message only when its
+version is above the one it applied last for that (kind, scope), and acknowledges it on its
+``downlink`` stream (type ``downlink.ack``).
+
 ``parse(topic, payload)`` accepts a message or raises ``EnvelopeError`` whose text is the reason a
 dead letter is filed under. The topic is part of the check: the broker guarantees who published
 (an edge may write only under its own ``cc/v1/<id>/up/#``), so an envelope whose ``edge`` or
@@ -25,6 +35,8 @@ from aggregator import AggregatorError
 
 TOPIC_ROOT = "cc/v1"
 UP_FILTER = f"{TOPIC_ROOT}/+/up/#"
+DOWN_KINDS = ("config", "command", "announcement", "customers", "reference")
+DOWN_RESULTS = ("applied", "duplicate", "rejected")
 MAX_ID_LENGTH = 64
 MAX_NAME_LENGTH = 64
 MAX_SEQ = 2**63 - 1   # a 64-bit column in SQLite and PostgreSQL
@@ -55,6 +67,44 @@ class Envelope:
 
     def body_json(self) -> str:
         return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class DownMessage:
+    """One HQ→edge message as it goes on the wire (and as the ``downlink`` table keeps it)."""
+
+    id: str
+    edge: str
+    kind: str
+    scope: str
+    version: int
+    ts: float
+    type: str
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def topic(self) -> str:
+        return down_topic(self.edge, self.kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "edge": self.edge, "kind": self.kind, "scope": self.scope,
+                "version": self.version, "ts": self.ts, "type": self.type, "body": dict(self.body)}
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def down_topic(edge: str, kind: str) -> str:
+    return f"{TOPIC_ROOT}/{edge}/down/{kind}"
+
+
+def check_down_name(what: str, value: Any, max_length: int = MAX_NAME_LENGTH) -> str:
+    """An edge id, kind or scope that can stand in a topic and a key; raises ``EnvelopeError``."""
+    if not isinstance(value, str) or not value:
+        raise EnvelopeError(f"{what}: expected a non-empty string, got {value!r:.80}")
+    if len(value) > max_length or any(c in value for c in "/+#\0"):
+        raise EnvelopeError(f"{what}: {value!r:.80} is too long or holds a topic character")
+    return value
 
 
 def up_topic(edge: str, stream: str) -> str:

@@ -17,6 +17,8 @@ client sends can raise inside the core.
                                       transfer (TEL-2); attended consults an extension first
     POST /api/agents/<id>/remote-dial {"number": "13900000000"}  OUT-13: the agent's mobile,
                                       then the customer, bridged, showing the company number
+    GET  /api/announcements?agent=<id>   HQ's current announcements for the agent, with "read"
+    POST /api/announcements/<id>/read {"agent": "<id>"}  read receipt (once per agent; HQ gets it)
 
 The console issue adds authentication; until then the API listens on loopback by default.
 """
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 
 AGENT_ACTION = re.compile(
     r"^/api/agents/(?P<agent>[^/]+)/(?P<action>state|recording|transfer|remote-dial)$")
+ANNOUNCEMENT_READ = re.compile(r"^/api/announcements/(?P<announcement>[^/]+)/read$")
 MAX_BODY = 64 * 1024
 STATE_EVENTS: dict[str, Callable[[str], Event]] = {
     "idle": lambda a: AgentSetBusy(a, False), "busy": lambda a: AgentSetBusy(a, True),
@@ -148,6 +151,9 @@ class EdgeApi:
             return store.recordings(state=query.get("state"), call_id=query.get("call_id"))
         if path == "/api/tasks":
             return store.tasks(kind=query.get("kind"), state=query.get("state"))
+        if path == "/api/announcements":
+            agent = self._agent(query.get("agent"))
+            return store.announcements_for(agent.id, agent.groups)
         raise ApiError(HTTPStatus.NOT_FOUND, f"no such resource: {path}")
 
     def _on_core(self, read: Callable[[], Any], timeout_s: float = 5.0) -> Any:
@@ -166,6 +172,9 @@ class EdgeApi:
     # --- writes -------------------------------------------------------------------------------
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
+        read = ANNOUNCEMENT_READ.match(path)
+        if read is not None:
+            return self._read_announcement(read["announcement"], body)
         match = AGENT_ACTION.match(path)
         if match is None:
             raise ApiError(HTTPStatus.NOT_FOUND, f"no such action: {path}")
@@ -175,6 +184,24 @@ class EdgeApi:
         event = self._event(agent_id, action, body)
         self.runtime.post(event)
         return {"accepted": type(event).__name__}
+
+    def _agent(self, agent_id: Any) -> Any:
+        """The configured agent with this id (400 without one, 404 for an unknown one)."""
+        if not isinstance(agent_id, str) or not agent_id:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "agent: an agent id is required")
+        agent = next((a for a in self.runtime.config.agents if a.id == agent_id), None)
+        if agent is None:
+            raise ApiError(HTTPStatus.NOT_FOUND, f"unknown agent {agent_id!r}")
+        return agent
+
+    def _read_announcement(self, announcement_id: str, body: dict[str, Any]) -> Any:
+        agent = self._agent(body.get("agent"))
+        store = self.runtime.store
+        announcement = store.announcement(announcement_id)
+        if announcement is None or announcement["withdrawn"]:
+            raise ApiError(HTTPStatus.NOT_FOUND, f"no announcement {announcement_id!r}")
+        read_at = store.mark_announcement_read(announcement_id, agent.id)
+        return {"announcement_id": announcement_id, "agent": agent.id, "read_at": read_at}
 
     @staticmethod
     def _event(agent_id: str, action: str, body: dict[str, Any]) -> Event:

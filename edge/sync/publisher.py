@@ -14,6 +14,11 @@ still there ``resend_s`` after they went out are sent again (HQ ignores the dupl
 everything unacknowledged after a reconnect. The session is persistent (``clean_session`` off), so
 acks published while the edge was away are delivered when it comes back; the retained ack covers a
 lost session.
+
+The same client subscribes to ``cc/v1/<edge>/down/#`` (QoS 1): besides the ack, HQ's versioned
+messages (config, commands, announcements …) arrive there and go to ``edge.sync.inbox.Inbox``,
+which applies each in one transaction on this thread's connection, inside the message callback,
+so paho PUBACKs it only after the commit; the ack the inbox queues goes out on the next turn.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
+
+from edge.sync.inbox import Inbox
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +52,10 @@ class _Stream:
 class SyncPublisher:
     def __init__(self, store_path: str, edge_id: str, host: str, port: int, username: str,
                  password: str, *, in_flight: int = 1000, resend_s: float = 5.0,
-                 synchronous: str = "NORMAL") -> None:
+                 synchronous: str = "NORMAL", local_config_path: str = "") -> None:
+        """``local_config_path``: the edge's TOML, which HQ's config sections are checked
+        against (without it they are rejected). Options are plain values: ``SyncProcess``
+        hands them to a child process as JSON."""
         self.store_path = store_path
         self.edge_id = edge_id
         self.host, self.port = host, port
@@ -54,6 +64,9 @@ class SyncPublisher:
         self.synchronous = synchronous
         self.up_prefix = f"cc/v1/{edge_id}/up/"
         self.ack_topic = f"cc/v1/{edge_id}/down/ack"
+        self.down_filter = f"cc/v1/{edge_id}/down/#"   # the ack and HQ's messages
+        self.inbox = Inbox(edge_id, local_path=local_config_path or None)
+        self._db: sqlite3.Connection | None = None     # the thread's, for the inbox
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-{edge_id}",
                                   clean_session=False, protocol=mqtt.MQTTv311)
         self.client.username_pw_set(username, password)
@@ -101,6 +114,7 @@ class SyncPublisher:
     def _run(self) -> None:
         db = sqlite3.connect(self.store_path, timeout=5.0)
         db.execute(f"PRAGMA synchronous={self.synchronous}")
+        self._db = db
         backoff = RECONNECT_MIN_S
         try:
             while not self._stop.is_set():
@@ -170,12 +184,15 @@ class SyncPublisher:
         if reason.is_failure:
             log.error("sync: broker refused the connection: %s", reason)
             return
-        client.subscribe(self.ack_topic, qos=1)
+        client.subscribe(self.down_filter, qos=1)
         self._connected = True
         for stream in self.streams.values():
             stream.next_seq = stream.acked + 1
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic != self.ack_topic:
+            self._on_down(msg)
+            return
         try:
             acks = json.loads(msg.payload.decode("utf-8"))["acks"]
             for stream, hwm in acks.items():
@@ -183,6 +200,14 @@ class SyncPublisher:
                     self._acks[stream] = max(hwm, self._acks.get(stream, 0))
         except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.error("sync: unreadable ack on %s ignored: %s (%r)", msg.topic, exc, msg.payload[:200])
+
+    def _on_down(self, msg: mqtt.MQTTMessage) -> None:
+        """An HQ message: applied here, before paho PUBACKs it (the inbox never raises)."""
+        if self._db is None:
+            log.error("sync: down message on %s before the store was open; HQ re-sends it",
+                      msg.topic)
+            return
+        self.inbox.receive(self._db, msg.topic, bytes(msg.payload))
 
     # --- outbox -------------------------------------------------------------------------------
 
