@@ -74,10 +74,16 @@ def run(config_path: str, log_level: str, log_file: str | None) -> None:
     """Start the daemon: FastAGI server, AMI client, core loop; stop on SIGINT/SIGTERM."""
     from edge.runtime import EdgeRuntime
 
+    from edge.sync.hq_config import config_for_run
+
     setup_logging(log_level, log_file)
-    cfg = _load_or_exit(config_path)
+    try:
+        cfg = config_for_run(config_path)
+    except EdgeError as exc:
+        click.echo(f"{config_path}: {exc}", err=True)
+        sys.exit(2)
     raise_open_file_limit(cfg.asterisk.fastagi_workers)
-    runtime = EdgeRuntime(cfg)
+    runtime = EdgeRuntime(cfg, config_path=config_path)
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())

@@ -244,7 +244,7 @@ def parse_config(data: Mapping[str, Any], base_dir: str | Path | None = None) ->
                         recording=recording, calendars=MappingProxyType(calendars), ivr=ivr,
                         flows=MappingProxyType(flows), rating=rating, roaming=roaming, api=api,
                         voicemail=voicemail, sync=sync, upload=upload)
-    _check_references(config)
+    check_references(config)
     return config
 
 
@@ -410,7 +410,7 @@ def _read_codes(t: TableReader) -> Mapping[str, CodeRule]:
 
 # --- cross references ----------------------------------------------------------------------------
 
-def _check_references(config: EdgeConfig) -> None:
+def check_references(config: EdgeConfig) -> None:
     group_names = _unique([g.name for g in config.groups], "groups", "name")
     _unique([a.id for a in config.agents], "agents", "id")
     _unique([a.extension for a in config.agents], "agents", "extension")

@@ -72,8 +72,12 @@ class EdgeRuntime:
         config: EdgeConfig,
         driver_factory: Callable[[Callable[[Event], None]], "DriverLike"] | None = None,
         clock: ScaledClock | None = None,
+        config_path: str = "",
     ) -> None:
+        """``config_path``: the TOML the config came from; HQ's config sections are checked
+        against it (without it the edge rejects them)."""
         self.config = config
+        self.config_path = config_path
         self.clock = clock or ScaledClock(config.edge.time_scale)
         self.store = Store(config.edge.store, synchronous=config.edge.synchronous,
                            outbox=config.sync.enabled)

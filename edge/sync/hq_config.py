@@ -28,11 +28,12 @@ import json
 import logging
 import sqlite3
 import time
+from pathlib import Path
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-from edge.config import EdgeConfig, _check_references, parse_config
+from edge.config import EdgeConfig, check_references, parse_config
 from edge.errors import ConfigError
 from edge.ivr.errors import FlowError
 from edge.ivr.loader import PromptDirs, parse_flow
@@ -130,7 +131,7 @@ def _with_flows(config: EdgeConfig, body: Mapping[str, Any]) -> EdgeConfig:
     routing = replace(config.routing, did_flows=MappingProxyType(dict(did_flows)),
                       default_flow=default_flow)
     config = replace(config, flows=MappingProxyType(flows), routing=routing)
-    _check_references(config)   # the flows' queues and the routing's flow ids, as at load
+    check_references(config)   # the flows' queues and the routing's flow ids, as at load
     return config
 
 
@@ -188,3 +189,17 @@ def merged_config(local_raw: Mapping[str, Any], store: Any,
         log.error("HQ's config sections (%s) do not fit the local config any more: %s; running "
                   "on the local config alone", ", ".join(sorted(sections)), exc)
         return parse_config(local_raw, base_dir=base_dir)
+
+
+def config_for_run(path: str | Path) -> EdgeConfig:
+    """What ``edge run`` starts with: the TOML at ``path`` and, when sync is on, the sections HQ
+    pushed (read from the store the TOML names)."""
+    from edge.config import load_config
+    from edge.store import Store
+
+    config = load_config(path)
+    if not config.sync.enabled or not Path(config.edge.store).exists():
+        return config
+    local = LocalConfig.load(path)
+    with Store(config.edge.store, outbox=True) as store:
+        return merged_config(local.raw, store, local.base_dir)

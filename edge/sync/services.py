@@ -105,7 +105,8 @@ class HqLink:
         args = (config.edge.store, self.edge_id, sync.host, sync.port, sync.username,
                 sync.password)
         options = {"in_flight": sync.in_flight, "resend_s": sync.resend_s,
-                   "synchronous": config.edge.synchronous}
+                   "synchronous": config.edge.synchronous,
+                   "local_config_path": self.runtime.config_path}
         if sync.process:
             from edge.sync.process import SyncProcess
 
