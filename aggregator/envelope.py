@@ -142,6 +142,25 @@ def parse(topic: str, payload: bytes) -> Envelope:
     return envelope
 
 
+REJECTED_TYPE = "rejected"
+
+
+def stand_in(topic: str, payload: bytes, reason: str, ts: float) -> Envelope | None:
+    """For a message that is no valid envelope but still names its topic's edge and stream, an
+    id and a seq: a stand-in (type ``rejected``, the reason as body) that marks that seq as
+    received, so the stream's high-water mark moves on and the edge stops re-sending what HQ can
+    never store. The payload itself is kept in ``dead_letters``; None when it cannot be placed."""
+    try:
+        edge, stream = parse_up_topic(topic)
+        data = _decode(payload)
+        if not isinstance(data, dict) or data.get("edge") != edge or data.get("stream") != stream:
+            return None
+        return Envelope(_name(data, "id", MAX_ID_LENGTH), edge, stream, _seq(data), ts,
+                        REJECTED_TYPE, {"reason": reason[:500]})
+    except EnvelopeError:
+        return None
+
+
 def from_dict(data: Any) -> Envelope:
     """An ``Envelope`` from decoded JSON; extra keys are tolerated (a newer edge may add some)."""
     if not isinstance(data, dict):

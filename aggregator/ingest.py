@@ -51,7 +51,8 @@ import paho.mqtt.client as mqtt
 
 from aggregator import AggregatorError
 from aggregator.db import BUSY_TIMEOUT_S, DbError, HqDb, Reject
-from aggregator.envelope import UP_FILTER, EnvelopeError, ack_payload, ack_topic, parse
+from aggregator.envelope import (UP_FILTER, EnvelopeError, ack_payload, ack_topic, parse,
+                                 stand_in)
 
 log = logging.getLogger("aggregator.ingest")   # not "__main__" under python -m
 
@@ -300,6 +301,9 @@ class IngestConsumer:
             except EnvelopeError as exc:
                 log.warning("%s: dead letter on %s: %s", self.client_id, received.topic, exc)
                 rejects.append(Reject(received.topic, received.payload, str(exc)))
+                placed = stand_in(received.topic, received.payload, str(exc), time.time())
+                if placed is not None:
+                    envelopes.append(placed)
         started = time.monotonic()
         try:
             hwms = self._db.store_batch(envelopes, rejects)

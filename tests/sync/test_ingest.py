@@ -269,8 +269,26 @@ def test_bad_payloads_become_dead_letters_with_their_reason(consumer, edge_a, db
     for reason, payload in bad.items():
         assert reason in letters[payload].reason, (reason, letters[payload].reason)
         assert letters[payload].topic == "cc/v1/edge-a/up/cdr"
-    assert db.count() == 1 and db.hwms("edge-b") == {}
+    # the body-less seq 9 still names edge-a/cdr, an id and a seq: a stand-in holds its place
+    assert db.count() == 2 and db.hwms("edge-b") == {}
+    assert [seq for seq, _ in db.messages("edge-a", "cdr")] == [1, 9]
     assert edge_a.acks[-1]["acks"] == {"cdr": 1}     # the forged edge-b seq 1 acked nothing
+
+
+@pytest.mark.hil
+def test_a_dead_letter_that_names_its_seq_does_not_block_the_stream(consumer, edge_a, db):
+    """An edge re-sends until HQ's mark covers a row: a message HQ can never store must still
+    count as received, or the edge's stream would stall behind it for ever."""
+    edge_a.publish("cdr", 1)
+    edge_a.publish_raw("cdr", json.dumps(envelope("edge-a", "cdr", 2, body="no object")).encode())
+    edge_a.publish("cdr", 3)
+    assert edge_a.wait_acked("cdr", 3)
+    assert db.hwm("edge-a", "cdr") == 3
+    letters = db.dead_letters()
+    assert len(letters) == 1 and "body: expected a JSON object" in letters[0].reason
+    rows = db.query("SELECT type, body FROM messages WHERE edge = ? AND stream = ? AND seq = 2",
+                    ("edge-a", "cdr"))
+    assert rows[0][0] == "rejected" and "body: expected a JSON object" in rows[0][1]
 
 
 @pytest.mark.hil
