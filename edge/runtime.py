@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_IDLE_WAIT_S = 0.05
+ON_CORE_CHECK_S = 0.1    # how often a caller waiting in on_core looks whether the core stopped
 # commands the runtime carries out against the store; they never reach a driver
 STORE_COMMANDS = (WriteCdr, Notify, CreateTask, UpdateTask)  # real seconds between ticks when nothing is due sooner
 
@@ -142,14 +143,16 @@ class EdgeRuntime:
     def stop(self) -> None:
         if self.api is not None:
             self.api.stop()
+        if self.hq is not None:
+            # first: its directives and health reports read the core through on_core; the outbox
+            # keeps whatever the rest of the stop writes for the next start
+            self.hq.stop()
         self.driver.stop()
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
         if self.recordings is not None:
             self.recordings.stop()
-        if self.hq is not None:
-            self.hq.stop()
         self.store.close()
 
     def subscribe(self, listener: Callable[[Command], None]) -> None:
@@ -164,7 +167,10 @@ class EdgeRuntime:
         self.events.put(_Callback(fn))
 
     def on_core(self, fn: Callable[[], T], timeout_s: float = 5.0) -> T:
-        """Run ``fn`` on the core thread and wait for its result (or its exception)."""
+        """Run ``fn`` on the core thread and wait for its result (or its exception).
+
+        ``TimeoutError`` after ``timeout_s``, and at once when the core thread stops first (a
+        stopped loop never runs the queue's rest: without this a caller would wait it out)."""
         done: futures.Future[T] = futures.Future()
 
         def run() -> None:
@@ -173,8 +179,26 @@ class EdgeRuntime:
             except Exception as exc:
                 done.set_exception(exc)
 
+        if self._stop.is_set():
+            raise TimeoutError("the edge's core thread is stopped")
         self.call_soon(run)
-        return done.result(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return done.result(max(0.0, min(ON_CORE_CHECK_S, deadline - time.monotonic())))
+            except futures.TimeoutError:
+                if done.done():       # fn itself raised TimeoutError: that is its answer
+                    raise
+                if self._stop.is_set():
+                    raise TimeoutError("the edge's core thread stopped before running it") from None
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"the edge's core thread did not answer in {timeout_s:g} s"
+                                       ) from None
+
+    def handle_now(self, event: Event, timeout_s: float = 5.0) -> None:
+        """Handle ``event`` on the core thread, after what is queued already, and wait until it
+        is done (its commands dispatched): for callers that then report what it changed."""
+        self.on_core(lambda: self._handle(event), timeout_s)
 
     # --- the loop --------------------------------------------------------------------------------
 

@@ -10,8 +10,9 @@ thread polls it about once a second and hands the changes to the core thread:
 * **HQ commands** — each pending ``hq_commands`` row runs once on the core thread and is ended
   with ``Store.finish_hq_command`` (which reports the result to HQ).
 * **HQ config sections** — stored and validated by the inbox; they take effect when the edge
-  next starts (``edge run`` merges them) or on the ``config.reload`` command when no call is
-  live, because the core's agents and queues cannot be swapped under a call in progress.
+  next starts (``edge run`` merges them, ``edge.sync.hq_config.config_for_run``). The
+  ``config.reload`` command would apply them in place once the runtime can rebuild its core
+  between calls (``EdgeRuntime.reload_config``); until then it fails and says so.
 """
 from __future__ import annotations
 
@@ -112,6 +113,10 @@ class HqDirectives:
                 if action is None:
                     raise EdgeError(f"this edge cannot run {name!r}")
                 result, ok = action(args), True
+            except TimeoutError:          # the core is busy or stopping: the row stays pending
+                log.warning("HQ command %s %s: the core did not answer; tried again in %.0f s",
+                            row["id"], name, self.poll_s)
+                break
             except Exception as exc:      # a command must never stop the others
                 log.warning("HQ command %s %s failed: %s", row["id"], name, exc)
                 result, ok = str(exc) or type(exc).__name__, False
@@ -120,13 +125,23 @@ class HqDirectives:
         return done
 
     def _agent_event(self, action: str, args: Mapping[str, Any]) -> str:
+        """Handled by the core before the command counts as done, so HQ hears what changed
+        (``a8002: idle -> busy``), or that the core ignored it (a logged-out agent)."""
         from edge.api import STATE_EVENTS
 
         agent_id = args["agent_id"]
         if not any(a.id == agent_id for a in self.runtime.config.agents):
             raise EdgeError(f"no agent {agent_id!r} on this edge")
-        self.runtime.post(STATE_EVENTS[action](agent_id))
-        return f"{action} posted for {agent_id}"
+        before = self._agent_state(agent_id)
+        self.runtime.handle_now(STATE_EVENTS[action](agent_id), CORE_TIMEOUT_S)
+        after = self._agent_state(agent_id)
+        if after == "logged_out" and action != "logout":
+            raise EdgeError(f"{agent_id} is logged out: {action} ignored (log the agent in first)")
+        return f"{agent_id}: {before} -> {after}"
+
+    def _agent_state(self, agent_id: str) -> str:
+        views = self.runtime.on_core(self.runtime.core.agents_view, CORE_TIMEOUT_S)
+        return next((v.state for v in views if v.id == agent_id), "unknown")
 
     def _resend(self, args: Mapping[str, Any]) -> str:
         publisher = self.link.publisher if self.link else None
@@ -151,5 +166,6 @@ class HqDirectives:
     def _reload(self, _args: Mapping[str, Any]) -> str:
         reload = getattr(self.runtime, "reload_config", None)
         if reload is None:
-            raise EdgeError("config.reload needs the edge started from a config file")
+            raise EdgeError("this edge applies HQ's config sections when it restarts (edge run); "
+                            "it cannot reload them while running")
         return reload()

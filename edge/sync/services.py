@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 from edge.config import EdgeConfig
@@ -91,10 +92,18 @@ class HqLink:
         self.directives.start()
 
     def stop(self) -> None:
+        """Directives and health first (they read the core), then uploader and publisher. Safe
+        to call twice."""
         self.directives.stop()
-        for part in (self.uploader, self.health, self.publisher):
+        if self.publisher is not None and self.runtime.store.on_outbox == self.publisher.wake:
+            self.runtime.store.on_outbox = None     # later commits wait in the outbox
+        for part in (self.health, self.uploader, self.publisher):
             if part is not None:
                 part.stop()
+        close = getattr(self.publisher, "close", None)   # SyncProcess: socketpair, shared memory
+        if close is not None:
+            close()
+        self.health = self.uploader = self.publisher = None
 
     def recording_ready(self) -> None:
         if self.uploader is not None:
@@ -106,7 +115,9 @@ class HqLink:
                 sync.password)
         options = {"in_flight": sync.in_flight, "resend_s": sync.resend_s,
                    "synchronous": config.edge.synchronous,
-                   "local_config_path": self.runtime.config_path}
+                   # absolute: the child process resolves it, and the inbox re-reads it later
+                   "local_config_path": (os.path.abspath(self.runtime.config_path)
+                                         if self.runtime.config_path else "")}
         if sync.process:
             from edge.sync.process import SyncProcess
 
