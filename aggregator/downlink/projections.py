@@ -3,6 +3,8 @@
 * ``downlink.ack`` (stream ``downlink``): the edge applied, skipped or rejected a message; the
   ``downlink`` row takes the result (``queue.settle``).
 * ``command.result`` (stream ``downlink``): what a command did once the edge's core ran it.
+* ``health``: an edge that reports is online; its unacknowledged messages sent before the report
+  are due again at once.
 * ``announcement.read`` (stream ``announcement``): an agent read an announcement; one receipt per
   (announcement, edge, agent), the first read time kept.
 
@@ -80,3 +82,16 @@ def _text(body: Mapping[str, Any], key: str, max_length: int) -> str:
         raise ProjectionError(f"{key}: expected a non-empty string of at most {max_length} "
                               f"characters, got {value!r:.80}")
     return value
+
+
+HEARD_MARGIN_S = 2.0
+
+
+@projection("health")
+def on_health(tx: Any, envelope: "Envelope", now: float) -> None:
+    """An edge that reports its health is online and subscribed: what HQ sent it before that
+    report and it has not acknowledged (sent before its first subscription, or lost with a
+    broker's session) is due again now instead of after the resend back-off."""
+    tx.execute("UPDATE downlink SET next_send_at = ? WHERE edge = ? AND state = 'pending'"
+               " AND sends > 0 AND next_send_at > ? AND last_sent_at < ?",
+               (now, envelope.edge, now, envelope.ts - HEARD_MARGIN_S))

@@ -93,11 +93,14 @@ def enqueue(tx: Any, edge: str, kind: str, scope: str, type: str, body: Mapping[
 
 
 def due(db: Any, now: float, limit: int, skip: Sequence[str] = ()) -> list[DownMessage]:
-    """Pending messages whose (re-)send is due, in (edge, kind, scope, version) order."""
+    """Pending messages whose (re-)send is due, per edge in the order HQ created them (a config
+    section is checked against those stored before it, so an ``agents`` section pushed before a
+    ``vip`` that names its agents must arrive first); versions of one scope are created in order,
+    so they stay in version order."""
     rows = db.query(
         "SELECT id, edge, kind, scope, version, created_at, type, body FROM downlink"
         " WHERE state = 'pending' AND next_send_at <= ?"
-        " ORDER BY edge, kind, scope, version LIMIT ?", (now, limit + len(skip)))
+        " ORDER BY edge, created_at, kind, scope, version LIMIT ?", (now, limit + len(skip)))
     skipped = set(skip)
     messages = [DownMessage(i, e, k, s, int(v), ts, t, json.loads(b))
                 for i, e, k, s, v, ts, t, b in rows if i not in skipped]

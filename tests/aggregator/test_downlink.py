@@ -91,6 +91,30 @@ def test_due_messages_come_in_edge_kind_scope_version_order_and_skip_in_flight(d
     assert len(queue.due(db, NOW, 2)) == 2
 
 
+def test_due_messages_of_one_edge_come_in_the_order_hq_created_them(db):
+    enqueue(db, "edge-a", scope="vip", now=NOW)
+    enqueue(db, "edge-a", scope="agents", now=NOW + 1)
+    enqueue(db, "edge-a", scope="vip", now=NOW + 2)
+    assert [(m.scope, m.version) for m in queue.due(db, NOW + 3, 10)] == [
+        ("vip", 1), ("agents", 1), ("vip", 2)]
+
+
+def test_a_health_report_makes_unacknowledged_messages_due_at_once(hq_db_url):
+    db = HqDb.open(hq_db_url, clock=lambda: NOW + 10.2)     # ingest's "now" for the projection
+    sent_early, sent_late = enqueue(db, "edge-a"), enqueue(db, "edge-a", scope="vip")
+    enqueue(db, "edge-b")
+    with db.transaction() as tx:
+        queue.record_sends(tx, {sent_early.id: NOW, sent_late.id: NOW + 9}, resend_s=30.0,
+                           resend_max_s=900.0)
+        queue.record_sends(tx, {m.id: NOW for m in queue.due(db, NOW, 10, skip=[
+            sent_early.id, sent_late.id])}, resend_s=30.0, resend_max_s=900.0)
+    assert queue.due(db, NOW + 10, 10) == []
+    db.store_batch([Envelope(str(ULID()), "edge-a", "health", 1, NOW + 10, "health", {})])
+    # sent before the report (and its margin): due now; sent just before it may still be acked
+    assert [m.id for m in queue.due(db, NOW + 10.5, 10)] == [sent_early.id]
+    db.close()
+
+
 def test_a_sent_message_waits_resend_s_doubling_per_send_up_to_the_cap(db):
     message = enqueue(db, "edge-a")
     waits = []
