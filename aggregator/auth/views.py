@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flask import Blueprint, abort, g, jsonify, request, session
 
@@ -22,6 +21,7 @@ from aggregator.auth.errors import Conflict, InvalidInput, NotFound
 from aggregator.auth.login import authenticate
 from aggregator.auth.model import load_user
 from aggregator.web.app import get_db, get_settings, now
+from aggregator.web.json_api import answer_errors, json_body
 
 log = logging.getLogger(__name__)
 
@@ -31,29 +31,10 @@ GENERIC_LOGIN_ERROR = "invalid username or password"
 VIEW_USERS = ("team_lead", "supervisor", "qa")
 
 
-@bp.errorhandler(InvalidInput)
-def _invalid(exc: InvalidInput):  # type: ignore[no-untyped-def]
-    log.info("rejected %s %s: %s", request.method, request.path, exc)
-    return jsonify({"error": str(exc)}), 400
+answer_errors(bp, {InvalidInput: 400, NotFound: 404, Conflict: 409})
 
 
-@bp.errorhandler(NotFound)
-def _not_found(exc: NotFound):  # type: ignore[no-untyped-def]
-    return jsonify({"error": str(exc)}), 404
-
-
-@bp.errorhandler(Conflict)
-def _conflict(exc: Conflict):  # type: ignore[no-untyped-def]
-    log.info("conflict %s %s: %s", request.method, request.path, exc)
-    return jsonify({"error": str(exc)}), 409
-
-
-def _body() -> dict[str, Any]:
-    """The JSON object body; anything else is a 400 (a form post cannot reach these views)."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        abort(400, description="expected a JSON object body (Content-Type: application/json)")
-    return body
+_body = json_body
 
 
 # --- sign-in ------------------------------------------------------------------------------------

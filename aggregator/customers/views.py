@@ -29,12 +29,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, abort, g, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 from aggregator.auth.access import audit, login_required
 from aggregator.customers import calendar_days, model, prefixes, push, queries, validate
 from aggregator.customers.errors import Conflict, InvalidInput, NotFound
 from aggregator.web.app import get_db, now
+from aggregator.web.json_api import answer_errors, json_body
 
 log = logging.getLogger(__name__)
 
@@ -45,30 +46,10 @@ WRITE = ("supervisor",)
 REFERENCE = ("admin",)
 
 
-@bp.errorhandler(InvalidInput)
-def _invalid(exc: InvalidInput):  # type: ignore[no-untyped-def]
-    log.info("rejected %s %s: %s", request.method, request.path, exc)
-    return jsonify({"error": str(exc)}), 400
+answer_errors(bp, {InvalidInput: 400, NotFound: 404, Conflict: 409})
 
 
-@bp.errorhandler(NotFound)
-def _not_found(exc: NotFound):  # type: ignore[no-untyped-def]
-    return jsonify({"error": str(exc)}), 404
-
-
-@bp.errorhandler(Conflict)
-def _conflict(exc: Conflict):  # type: ignore[no-untyped-def]
-    log.info("conflict %s %s: %s", request.method, request.path, exc)
-    return jsonify({"error": str(exc)}), 409
-
-
-def _body(optional: bool = False) -> dict[str, Any]:
-    if optional and not request.get_data():
-        return {}
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        abort(400, description="expected a JSON object body (Content-Type: application/json)")
-    return body
+_body = json_body
 
 
 def _by() -> str:

@@ -21,7 +21,6 @@ in the same transaction as the message it queues.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flask import Blueprint, abort, g, jsonify, request
 
@@ -32,6 +31,7 @@ from aggregator.downlink.announcements import AnnouncementError, Audience
 from aggregator.downlink.sections import ShapeError, check_command, check_section
 from aggregator.envelope import EnvelopeError
 from aggregator.web.app import get_db, now
+from aggregator.web.json_api import answer_errors, json_body
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +44,10 @@ READ_ROLES = ("supervisor", "team_lead", "technician", "qa")
 MAX_LIMIT = 1000
 
 
-@bp.errorhandler(ShapeError)
-@bp.errorhandler(AnnouncementError)
-@bp.errorhandler(EnvelopeError)
-def _invalid(exc: Exception):  # type: ignore[no-untyped-def]
-    log.info("rejected %s %s: %s", request.method, request.path, exc)
-    return jsonify({"error": str(exc)}), 400
+answer_errors(bp, {ShapeError: 400, AnnouncementError: 400, EnvelopeError: 400})
 
 
-def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        abort(400, description="expected a JSON object body (Content-Type: application/json)")
-    return body
+_body = json_body
 
 
 def _who() -> str:

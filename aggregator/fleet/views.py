@@ -24,6 +24,7 @@ from aggregator.fleet import edges, enrollment, enrollment_tokens
 from aggregator.fleet.dynsec import DynsecClient
 from aggregator.fleet.errors import FleetError, InvalidInput, NotFound
 from aggregator.web.app import Settings, get_db, get_settings, now
+from aggregator.web.json_api import json_body
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,7 @@ def _fleet_error(exc: FleetError):  # type: ignore[no-untyped-def]
     return jsonify({"error": str(exc)}), exc.status
 
 
-def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        abort(400, description="expected a JSON object body (Content-Type: application/json)")
-    return body
+_body = json_body
 
 
 def broker_admin(settings: Settings) -> DynsecClient:
