@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import signal
 import socket
 import sys
 import threading
@@ -49,7 +48,7 @@ from typing import Any, Callable, Sequence
 
 import paho.mqtt.client as mqtt
 
-from aggregator import AggregatorError
+from aggregator import AggregatorError, service_cli
 from aggregator.db import BUSY_TIMEOUT_S, DbError, HqDb, Reject
 from aggregator.envelope import (UP_FILTER, EnvelopeError, ack_payload, ack_topic, parse,
                                  stand_in)
@@ -367,57 +366,31 @@ def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
 
 # --- command line ------------------------------------------------------------------------------
 
-def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m aggregator.ingest",
-                                description="Consume edge messages from MQTT into the HQ database.")
-    p.add_argument("--db", required=True,
-                   help="the HQ database: a SQLite file, or postgresql://user@host:port/db "
-                        "(the password from PGPASSWORD or ~/.pgpass keeps it out of `ps`)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=1883)
-    p.add_argument("--user", default="hq")
-    secret = p.add_mutually_exclusive_group(required=True)
-    secret.add_argument("--password")
-    secret.add_argument("--password-file", type=Path, help="keeps the secret out of `ps`")
+    p = service_cli.parser("python -m aggregator.ingest",
+                           "Consume edge messages from MQTT into the HQ database.")
     p.add_argument("--client-id", required=True,
                    help="fixed per consumer slot (ingest-1, ingest-2 …): it names the session")
     p.add_argument("--no-shared", action="store_true", help="subscribe without $share (one consumer)")
     p.add_argument("--batch-ms", type=float, default=15.0)
     p.add_argument("--batch-max", type=int, default=500)
     p.add_argument("--gap-settle-s", type=float, default=30.0)
-    p.add_argument("--log-level", default="INFO")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    setup_logging(args.log_level)
-    password = args.password
-    if args.password_file is not None:
-        password = args.password_file.read_text().strip()
-    consumer = IngestConsumer(args.db, args.host, args.port, args.user, password, args.client_id,
+    service_cli.setup_logging(args.log_level)
+    consumer = IngestConsumer(args.db, args.host, args.port, args.user, service_cli.password(args),
+                              args.client_id,
                               shared=not args.no_shared, batch_s=args.batch_ms / 1000,
                               batch_max=args.batch_max, gap_settle_s=args.gap_settle_s)
-    done = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: done.set())
     try:
         consumer.start()
     except AggregatorError as exc:
         log.error("%s", exc)
         return 1
-    while not done.wait(1.0):
-        pass
-    consumer.stop()
+    service_cli.run_until_signalled(consumer.stop)
     return 0
 
 

@@ -24,17 +24,15 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import signal
 import socket
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import paho.mqtt.client as mqtt
 
-from aggregator import AggregatorError
+from aggregator import AggregatorError, service_cli
 from aggregator.db import HqDb
 from aggregator.downlink import queue
 
@@ -240,46 +238,28 @@ def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
 # --- command line ------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m aggregator.downlink.dispatch",
-                                description="Publish HQ's pending downlink messages to the edges.")
-    p.add_argument("--db", required=True, help="HQ database: a SQLite path or postgresql://…")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=1883)
-    p.add_argument("--user", default="hq")
-    secret = p.add_mutually_exclusive_group(required=True)
-    secret.add_argument("--password")
-    secret.add_argument("--password-file", type=Path, help="keeps the secret out of `ps`")
+    p = service_cli.parser("python -m aggregator.downlink.dispatch",
+                           "Publish HQ's pending downlink messages to the edges.")
     p.add_argument("--client-id", default="hq-downlink")
     p.add_argument("--resend-s", type=float, default=30.0)
     p.add_argument("--resend-max-s", type=float, default=900.0)
     p.add_argument("--poll-s", type=float, default=0.2)
-    p.add_argument("--log-level", default="INFO")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from aggregator.ingest import setup_logging
-
     args = _parser().parse_args(argv)
-    setup_logging(args.log_level)
-    password = args.password
-    if args.password_file is not None:
-        password = args.password_file.read_text().strip()
+    service_cli.setup_logging(args.log_level)
     try:
         db = HqDb.open(args.db)
     except AggregatorError as exc:
         log.error("%s", exc)
         return 1
-    dispatcher = Dispatcher(db, args.host, args.port, args.user, password,
+    dispatcher = Dispatcher(db, args.host, args.port, args.user, service_cli.password(args),
                             client_id=args.client_id, resend_s=args.resend_s,
                             resend_max_s=args.resend_max_s, poll_s=args.poll_s)
-    done = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: done.set())
     dispatcher.start()
-    while not done.wait(1.0):
-        pass
-    dispatcher.stop()
+    service_cli.run_until_signalled(dispatcher.stop)
     db.close()
     return 0
 
