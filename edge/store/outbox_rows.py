@@ -26,9 +26,10 @@ def stream_of(topic: str) -> str:
 def add_to_outbox(conn: Any, stream: str, kind: str, body: Mapping[str, Any] | str,
                   ts: float) -> int:
     """Inside the caller's transaction: append one envelope; returns its ``seq``."""
-    conn.execute("INSERT INTO outbox_seq (stream, last) VALUES (?, 1) "
-                 "ON CONFLICT(stream) DO UPDATE SET last = last + 1", [stream])
-    seq = int(conn.execute("SELECT last FROM outbox_seq WHERE stream = ?", [stream]).fetchone()[0])
+    # one statement bumps and reads the counter (RETURNING); fetchall() runs it to completion
+    seq = int(conn.execute("INSERT INTO outbox_seq (stream, last) VALUES (?, 1) "
+                           "ON CONFLICT(stream) DO UPDATE SET last = last + 1 RETURNING last",
+                           [stream]).fetchall()[0][0])
     text = body if isinstance(body, str) else json.dumps(dict(body), ensure_ascii=False,
                                                         sort_keys=True, default=str)
     conn.execute("INSERT INTO outbox (stream, seq, id, ts, type, body) VALUES (?, ?, ?, ?, ?, ?)",

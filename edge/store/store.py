@@ -46,6 +46,9 @@ BUSY_TIMEOUT_S = 5.0
 _RANGE_FILTERS = {"since": ('"started_at" >= ?'), "until": ('"started_at" < ?')}
 
 
+PAGE_SIZE = 1024
+
+
 class Store(RecordingRows, CustomerRows, TaskRows, OutboxRows, DownlinkRows, AnnouncementRows,
             ReferenceRows):
     """The edge's database. Methods are safe to call from any thread.
@@ -90,6 +93,10 @@ class Store(RecordingRows, CustomerRows, TaskRows, OutboxRows, DownlinkRows, Ann
             raise StoreOpenError(f"{self.path}: cannot open database: {exc}") from exc
         try:
             db = Database(conn)
+            # a new file gets 1 KiB pages: an event touches a few small rows in several B-trees,
+            # and each commit writes every touched page to the WAL (4 KiB pages cost the writer
+            # ~15 % of its time per event); ignored for an existing file
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             db.enable_wal()
             if self.path != ":memory:" and db.journal_mode != "wal":
                 log.warning("%s: WAL mode refused (journal_mode=%s); readers will block writers",

@@ -30,7 +30,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
@@ -52,10 +52,15 @@ class _Stream:
 class SyncPublisher:
     def __init__(self, store_path: str, edge_id: str, host: str, port: int, username: str,
                  password: str, *, in_flight: int = 1000, resend_s: float = 5.0,
-                 synchronous: str = "NORMAL", local_config_path: str = "") -> None:
+                 synchronous: str = "NORMAL", local_config_path: str = "",
+                 wake_socket: socket.socket | None = None,
+                 on_turn: Callable[[], None] | None = None) -> None:
         """``local_config_path``: the edge's TOML, which HQ's config sections are checked
         against (without it they are rejected). Options are plain values: ``SyncProcess``
-        hands them to a child process as JSON."""
+        hands them to a child process as JSON. ``wake_socket``: another socket whose bytes wake
+        the thread like ``wake()`` (the parent's, when this runs in ``edge.sync.process``);
+        ``on_turn``: called once per turn before the outbox is read (it clears the parent's
+        "woken" flag, so every commit after it wakes the thread again)."""
         self.store_path = store_path
         self.edge_id = edge_id
         self.host, self.port = host, port
@@ -81,6 +86,8 @@ class SyncPublisher:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        self._wake_socks = [self._wake_r] + ([wake_socket] if wake_socket is not None else [])
+        self._on_turn = on_turn
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.published = 0
@@ -109,6 +116,10 @@ class SyncPublisher:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     # --- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -127,6 +138,8 @@ class SyncPublisher:
                 if rc != mqtt.MQTT_ERR_SUCCESS:
                     self._lost(f"loop: {mqtt.error_string(rc)}")
                     continue
+                if self._on_turn is not None:
+                    self._on_turn()
                 self._apply_acks(db)
                 self._publish_due(db)
         except Exception:
@@ -144,13 +157,14 @@ class SyncPublisher:
         if sock is None:
             return mqtt.MQTT_ERR_NO_CONN
         writable = [sock] if self.client.want_write() else []
-        readable, _, _ = select.select([sock, self._wake_r], writable, [], timeout)
-        if self._wake_r in readable:
-            try:
-                while self._wake_r.recv(4096):
+        readable, _, _ = select.select([sock, *self._wake_socks], writable, [], timeout)
+        for wake in self._wake_socks:
+            if wake in readable:
+                try:
+                    while wake.recv(4096):
+                        pass
+                except OSError:
                     pass
-            except OSError:
-                pass
         if sock in readable:
             rc = self.client.loop_read()
             if rc != mqtt.MQTT_ERR_SUCCESS:
@@ -232,6 +246,8 @@ class SyncPublisher:
             stream = self.streams.setdefault(name, self._first_seen(db, name))
             if now - stream.progress_at > self.resend_s and stream.next_seq > stream.acked + 1:
                 stream.next_seq, stream.progress_at = stream.acked + 1, now  # HQ missed some
+            if stream.next_seq == stream.acked + 1:
+                stream.progress_at = now   # nothing was out: the resend clock starts now
             room = self.in_flight - (stream.next_seq - 1 - stream.acked)
             if room <= 0:
                 continue
