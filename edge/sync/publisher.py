@@ -42,11 +42,16 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 0.05, 5.0
 IDLE_WAIT_S = 0.05  # the longest wait for the socket when nobody wakes the publisher
 
 
+FIRST_RESEND_S = 0.5   # the first re-send wait on a new connection before HQ has answered
+
+
 @dataclass
 class _Stream:
     next_seq: int = 1        # the next seq to publish
     acked: int = 0           # HQ's committed high-water mark
     progress_at: float = field(default_factory=time.monotonic)  # last ack progress (or send)
+    heard: bool = False      # HQ's mark moved since this connection began
+    quick_resends: int = 0   # re-sends before HQ was heard on this connection
 
 
 class SyncPublisher:
@@ -190,8 +195,13 @@ class SyncPublisher:
     def _lost(self, why: str) -> None:
         log.warning("sync: broker connection lost (%s); reconnecting", why)
         self._connected = False
+        self._restart_streams()
+
+    def _restart_streams(self) -> None:
+        """Everything not acknowledged goes again, and HQ has not been heard on this connection."""
         for stream in self.streams.values():
-            stream.next_seq = stream.acked + 1  # everything not acknowledged goes again
+            stream.next_seq = stream.acked + 1
+            stream.heard, stream.quick_resends = False, 0
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
                     _props: Any) -> None:
@@ -200,8 +210,7 @@ class SyncPublisher:
             return
         client.subscribe(self.down_filter, qos=1)
         self._connected = True
-        for stream in self.streams.values():
-            stream.next_seq = stream.acked + 1
+        self._restart_streams()
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic != self.ack_topic:
@@ -236,7 +245,7 @@ class SyncPublisher:
                     continue
                 self.deleted += db.execute("DELETE FROM outbox WHERE stream = ? AND seq <= ?",
                                            [name, hwm]).rowcount
-                stream.acked, stream.progress_at = hwm, time.monotonic()
+                stream.acked, stream.progress_at, stream.heard = hwm, time.monotonic(), True
                 stream.next_seq = max(stream.next_seq, hwm + 1)
 
     def _publish_due(self, db: sqlite3.Connection) -> None:
@@ -244,8 +253,10 @@ class SyncPublisher:
         # outbox_seq names every stream ever queued (a handful); DISTINCT would scan the outbox
         for (name,) in db.execute("SELECT stream FROM outbox_seq").fetchall():
             stream = self.streams.setdefault(name, self._first_seen(db, name))
-            if now - stream.progress_at > self.resend_s and stream.next_seq > stream.acked + 1:
+            if now - stream.progress_at > self._resend_wait(stream) \
+                    and stream.next_seq > stream.acked + 1:
                 stream.next_seq, stream.progress_at = stream.acked + 1, now  # HQ missed some
+                stream.quick_resends += not stream.heard
             if stream.next_seq == stream.acked + 1:
                 stream.progress_at = now   # nothing was out: the resend clock starts now
             room = self.in_flight - (stream.next_seq - 1 - stream.acked)
@@ -264,6 +275,16 @@ class SyncPublisher:
                     return
                 stream.next_seq = seq + 1
                 self.published += 1
+
+    def _resend_wait(self, stream: _Stream) -> float:
+        """``resend_s`` once HQ answered on this connection. Before that, a window sent right
+        after a broker restart may have found no subscriber (Mosquitto restores HQ's session but
+        not its shared subscription until the consumer subscribes again) and is simply gone:
+        re-send it after ``FIRST_RESEND_S``, doubling up to ``resend_s`` while HQ stays silent
+        (HQ down must not fill its broker session with copies)."""
+        if stream.heard:
+            return self.resend_s
+        return min(self.resend_s, FIRST_RESEND_S * 2 ** min(stream.quick_resends, 16))
 
     @staticmethod
     def _first_seen(db: sqlite3.Connection, name: str) -> _Stream:

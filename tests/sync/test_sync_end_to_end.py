@@ -151,3 +151,29 @@ def test_hq_down_for_the_whole_burst_catches_up_after(broker, tmp_path):
         if ingest is not None:
             ingest.send_signal(signal.SIGTERM)
             ingest.wait(10)
+
+
+@pytest.mark.hil
+def test_a_window_nobody_received_goes_again_soon_not_after_resend_s(broker, tmp_path):
+    """After a broker restart the edge may reconnect before HQ's consumer has subscribed again,
+    and what it sends then reaches nobody. Until HQ's mark first moves on a connection the edge
+    re-sends after half a second (doubling), not after ``resend_s`` (30 s here)."""
+    store_path, hq_db = tmp_path / "edge.sqlite3", tmp_path / "hq.sqlite3"
+    store = Store(store_path, outbox=True)
+    publisher = SyncPublisher(str(store_path), "edge-a", "127.0.0.1", broker.port, "edge-a",
+                              "secret-a", resend_s=30.0)
+    publisher.start()
+    ingest = None
+    try:
+        for i in range(100):
+            store.append_event("call.ringing", {"n": i})
+        wait(lambda: publisher.published >= 100, 10, "the window to be published to nobody")
+        ingest = start_ingest(broker, hq_db)
+        wait(lambda: store.outbox_depth() == 0, 15, "HQ to get the re-sent window and ack it")
+        assert hq_count(hq_db) == 100 and hq_duplicates(hq_db) == 0
+    finally:
+        publisher.stop()
+        store.close()
+        if ingest is not None:
+            ingest.send_signal(signal.SIGTERM)
+            ingest.wait(10)
