@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -38,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Sequence
 
 import requests
 
-from aggregator.web.serve import die_with_parent
+from aggregator.web.serve import die_with_parent, terminate
 from hil.broker import HQ_USER, BrokerError, MosquittoBroker
 
 if TYPE_CHECKING:
@@ -270,13 +269,7 @@ class _Child:
                          f"{self._log_text()[-2000:]}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, STOP_TIMEOUT_S)
         self.process = None
         if self._log is not None:
             self._log.close()

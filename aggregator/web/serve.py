@@ -42,6 +42,18 @@ def die_with_parent() -> None:
         pass
 
 
+def terminate(process: "subprocess.Popen[bytes] | None", timeout_s: float) -> None:
+    """SIGTERM a child and wait; SIGKILL it if it has not gone within ``timeout_s``."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class ServerError(AggregatorError):
     """gunicorn did not come up (its log is quoted)."""
 
@@ -99,13 +111,7 @@ class GunicornServer:
         raise ServerError(f"{why}; log {self.log_path}:\n{tail}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, 15.0)
         self.process = None
         if self._log is not None:
             self._log.close()
