@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.05, 5.0
 IDLE_WAIT_S = 0.05  # the longest wait for the socket when nobody wakes the publisher
+BUSY_RETRY_S = 0.1  # after the store stayed locked past its busy timeout
 
 
 FIRST_RESEND_S = 0.5   # the first re-send wait on a new connection before HQ has answered
@@ -59,7 +60,8 @@ class SyncPublisher:
                  password: str, *, in_flight: int = 1000, resend_s: float = 5.0,
                  synchronous: str = "NORMAL", local_config_path: str = "",
                  wake_socket: socket.socket | None = None,
-                 on_turn: Callable[[], None] | None = None) -> None:
+                 on_turn: Callable[[], None] | None = None,
+                 busy_timeout_s: float = 5.0) -> None:
         """``local_config_path``: the edge's TOML, which HQ's config sections are checked
         against (without it they are rejected). Options are plain values: ``SyncProcess``
         hands them to a child process as JSON. ``wake_socket``: another socket whose bytes wake
@@ -93,6 +95,7 @@ class SyncPublisher:
         self._wake_w.setblocking(False)
         self._wake_socks = [self._wake_r] + ([wake_socket] if wake_socket is not None else [])
         self._on_turn = on_turn
+        self.busy_timeout_s = busy_timeout_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.published = 0
@@ -128,7 +131,7 @@ class SyncPublisher:
     # --- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        db = sqlite3.connect(self.store_path, timeout=5.0)
+        db = sqlite3.connect(self.store_path, timeout=self.busy_timeout_s)
         db.execute(f"PRAGMA synchronous={self.synchronous}")
         self._db = db
         backoff = RECONNECT_MIN_S
@@ -145,8 +148,14 @@ class SyncPublisher:
                     continue
                 if self._on_turn is not None:
                     self._on_turn()
-                self._apply_acks(db)
-                self._publish_due(db)
+                try:
+                    self._apply_acks(db)
+                    self._publish_due(db)
+                except sqlite3.OperationalError as exc:
+                    # "database is locked": a writer kept the lock past the busy timeout (a
+                    # burst of FULL commits can starve us); the acks are kept, try next turn
+                    log.warning("sync: store busy, retrying: %s", exc)
+                    self._stop.wait(BUSY_RETRY_S)
         except Exception:
             log.exception("sync publisher failed; it stops (the outbox keeps every row)")
         finally:
@@ -238,15 +247,30 @@ class SyncPublisher:
         if not self._acks:
             return
         acks, self._acks = self._acks, {}
+        try:
+            self._delete_acked(db, acks)
+        except sqlite3.OperationalError:
+            for name, hwm in acks.items():      # not applied: keep them for the next turn
+                self._acks[name] = max(hwm, self._acks.get(name, 0))
+            raise
+
+    def _delete_acked(self, db: sqlite3.Connection, acks: dict[str, int]) -> None:
+        """Delete what HQ has committed; the streams move on only once the delete is."""
+        moved: list[tuple[_Stream, int]] = []
+        deleted = 0
         with db:
             for name, hwm in acks.items():
                 stream = self.streams.setdefault(name, _Stream())
                 if hwm <= stream.acked:
                     continue
-                self.deleted += db.execute("DELETE FROM outbox WHERE stream = ? AND seq <= ?",
-                                           [name, hwm]).rowcount
-                stream.acked, stream.progress_at, stream.heard = hwm, time.monotonic(), True
-                stream.next_seq = max(stream.next_seq, hwm + 1)
+                deleted += db.execute("DELETE FROM outbox WHERE stream = ? AND seq <= ?",
+                                      [name, hwm]).rowcount
+                moved.append((stream, hwm))
+        self.deleted += deleted
+        now = time.monotonic()
+        for stream, hwm in moved:
+            stream.acked, stream.progress_at, stream.heard = hwm, now, True
+            stream.next_seq = max(stream.next_seq, hwm + 1)
 
     def _publish_due(self, db: sqlite3.Connection) -> None:
         now = time.monotonic()

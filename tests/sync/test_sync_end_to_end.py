@@ -177,3 +177,38 @@ def test_a_window_nobody_received_goes_again_soon_not_after_resend_s(broker, tmp
         if ingest is not None:
             ingest.send_signal(signal.SIGTERM)
             ingest.wait(10)
+
+
+@pytest.mark.hil
+def test_a_store_locked_past_the_busy_timeout_does_not_stop_the_publisher(broker, tmp_path):
+    """A writer that keeps the store's lock longer than the publisher's busy timeout (a burst of
+    FULL commits can starve it) while HQ's acks arrive costs a retry, not the publisher thread;
+    the acks are applied once the lock is free."""
+    import sqlite3
+
+    store_path, hq_db = tmp_path / "edge.sqlite3", tmp_path / "hq.sqlite3"
+    store = Store(store_path, outbox=True)
+    publisher = SyncPublisher(str(store_path), "edge-a", "127.0.0.1", broker.port, "edge-a",
+                              "secret-a", busy_timeout_s=0.1)
+    publisher.start()
+    ingest = None
+    try:
+        for i in range(50):
+            store.append_event("call.ringing", {"n": i})
+        wait(lambda: publisher.published >= 50, 10, "the events to go out (to nobody yet)")
+        holder = sqlite3.connect(store_path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")          # the write lock: the acks cannot delete rows
+        ingest = start_ingest(broker, hq_db)
+        wait(lambda: hq_count(hq_db) == 50, 15, "HQ to store the events and ack them")
+        time.sleep(0.5)                            # acks applied and refused a few turns
+        assert publisher.alive and store.outbox_depth() == 50
+        holder.execute("ROLLBACK")
+        holder.close()
+        wait(lambda: store.outbox_depth() == 0, 15, "the outbox to drain after the lock")
+        assert publisher.alive and hq_duplicates(hq_db) == 0
+    finally:
+        publisher.stop()
+        store.close()
+        if ingest is not None:
+            ingest.send_signal(signal.SIGTERM)
+            ingest.wait(10)
