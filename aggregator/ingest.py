@@ -39,20 +39,26 @@ import argparse
 import logging
 import random
 import socket
-from contextlib import contextmanager
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import paho.mqtt.client as mqtt
 
 from aggregator import AggregatorError, service_cli
 from aggregator.db import BUSY_TIMEOUT_S, DbError, HqDb, Reject
-from aggregator.envelope import (UP_FILTER, EnvelopeError, ack_payload, ack_topic, parse,
-                                 stand_in)
+from aggregator.envelope import (
+    UP_FILTER,
+    EnvelopeError,
+    ack_payload,
+    ack_topic,
+    parse,
+    stand_in,
+)
+from edge.sync.sockets import corked
 
 log = logging.getLogger("aggregator.ingest")   # not "__main__" under python -m
 
@@ -328,7 +334,7 @@ class IngestConsumer:
         unacknowledged ones again (and their packet ids may now name other messages)."""
         if not self._online:
             return
-        with _corked(self._client.socket()):
+        with corked(self._client.socket()):
             for received in batch:
                 if received.connection == self._connection and received.qos > 0:
                     self._client.ack(received.mid, received.qos)
@@ -364,29 +370,6 @@ def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (AttributeError, OSError) as exc:
         log.warning("cannot disable Nagle's algorithm on the MQTT socket: %s", exc)
-
-
-@contextmanager
-def _corked(sock: Any) -> Iterator[None]:
-    """paho writes each PUBACK (4 bytes) to the socket as it is queued; with Nagle off that is
-    one TCP segment per message for us and for the broker. Corked, a batch's PUBACKs leave in a
-    few full segments when the cork comes off (Linux ``TCP_CORK``; elsewhere a no-op)."""
-    cork = getattr(socket, "TCP_CORK", None)
-    if sock is None or cork is None:
-        yield
-        return
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
-    except OSError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, cork, 0)
-        except OSError:
-            pass
 
 
 # --- command line ------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from typing import Any, Callable
 import paho.mqtt.client as mqtt
 
 from edge.sync.inbox import Inbox
+from edge.sync.sockets import corked
 
 log = logging.getLogger(__name__)
 
@@ -289,16 +290,23 @@ class SyncPublisher:
             rows = db.execute("SELECT seq, id, ts, type, body FROM outbox WHERE stream = ? "
                               "AND seq >= ? ORDER BY seq LIMIT ?",
                               [name, stream.next_seq, room]).fetchall()
-            for seq, message_id, ts, kind, body in rows:
-                payload = (f'{{"id": "{message_id}", "edge": {json.dumps(self.edge_id)}, '
-                           f'"stream": {json.dumps(name)}, "seq": {seq}, "ts": {ts!r}, '
-                           f'"type": {json.dumps(kind)}, "body": {body}}}')
-                info = self.client.publish(self.up_prefix + name, payload, qos=1)
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    self._lost(f"publish: {mqtt.error_string(info.rc)}")
+            with corked(self.client.socket()):
+                if not self._publish_rows(name, stream, rows):
                     return
-                stream.next_seq = seq + 1
-                self.published += 1
+
+    def _publish_rows(self, name: str, stream: _Stream, rows: list[tuple]) -> bool:
+        """False when the connection failed (it is then marked lost)."""
+        for seq, message_id, ts, kind, body in rows:
+            payload = (f'{{"id": "{message_id}", "edge": {json.dumps(self.edge_id)}, '
+                       f'"stream": {json.dumps(name)}, "seq": {seq}, "ts": {ts!r}, '
+                       f'"type": {json.dumps(kind)}, "body": {body}}}')
+            info = self.client.publish(self.up_prefix + name, payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                self._lost(f"publish: {mqtt.error_string(info.rc)}")
+                return False
+            stream.next_seq = seq + 1
+            self.published += 1
+        return True
 
     def _resend_wait(self, stream: _Stream) -> float:
         """``resend_s`` once HQ answered on this connection. Before that, a window sent right
