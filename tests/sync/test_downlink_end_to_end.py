@@ -288,7 +288,8 @@ def test_a_department_announcement_reaches_only_its_edges_and_read_receipts_come
     everyone, _ = fanout.announce(hq.db, Audience("everyone"), "全员通知", "周五下午全员大会。")
     hq.dispatcher.wake()
     wait(lambda: edge_b.store.announcement(everyone.id) is not None, 15, "edge-b to get its one")
-    wait(lambda: edge_a.store.announcement(local.id) is not None, 15, "edge-a to get both")
+    wait(lambda: edge_a.store.announcement(local.id) is not None
+         and edge_a.store.announcement(everyone.id) is not None, 15, "edge-a to get both")
     assert edge_b.store.announcement(local.id) is None
     assert queue.listing(hq.db, edge="edge-b", scope=local.id) == []
     shown = edge_a.store.announcements_for("a8001", ["general"])
