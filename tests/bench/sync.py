@@ -116,7 +116,7 @@ class Sizes:
 
 
 QUICK = Sizes(ceiling=8_000, ceiling_rounds=1, outbox_alone=2_000, end_to_end=6_000,
-              paced_s=3.0, catchup=20_000)
+              paced_s=2.0, catchup=20_000)
 FULL_RUN = Sizes(ceiling=50_000, ceiling_rounds=3, outbox_alone=20_000, end_to_end=50_000,
                  paced_s=10.0, catchup=CATCHUP_TARGET_N)
 
