@@ -28,7 +28,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from aggregator.web.serve import die_with_parent
+from aggregator.web.serve import die_with_parent, terminate
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -166,12 +166,7 @@ class MosquittoBroker:
             self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        terminate(self.process, 10.0)
 
     def restart(self) -> None:
         self.kill()

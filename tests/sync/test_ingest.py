@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from ulid import ULID
 
+from aggregator.web.serve import terminate
 from aggregator.db import HqDb
 from aggregator.envelope import ack_topic, up_topic
 from aggregator.ingest import IngestConsumer
@@ -145,12 +146,7 @@ class ConsumerProcess:
         self.process.wait(5)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        terminate(self.process, 10.0)
 
     @staticmethod
     def _read(process: subprocess.Popen[str], lines: list[str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.db import HqDb
+from aggregator.web.serve import terminate
 from edge.store import Store
 from edge.sync.publisher import SyncPublisher
 from hil.broker import HQ_USER
@@ -126,31 +128,44 @@ def test_edge_killed_mid_burst_and_restarted_loses_and_doubles_nothing(broker, t
         ingest.wait(10)
 
 
+class EdgeBeforeHq:
+    """An edge store and its publisher running against the broker with no HQ consumer yet
+    (what it sends meanwhile reaches nobody); ``start_hq()`` starts the ingest process."""
+
+    def __init__(self, broker, tmp_path: Path, **publisher_options) -> None:
+        self.broker = broker
+        self.store_path, self.hq_db = tmp_path / "edge.sqlite3", tmp_path / "hq.sqlite3"
+        self.store = Store(self.store_path, outbox=True)
+        self.publisher = SyncPublisher(str(self.store_path), "edge-a", "127.0.0.1", broker.port,
+                                       "edge-a", "secret-a", **publisher_options)
+        self.ingest: subprocess.Popen | None = None
+
+    def __enter__(self) -> "EdgeBeforeHq":
+        self.publisher.start()
+        return self
+
+    def start_hq(self) -> None:
+        self.ingest = start_ingest(self.broker, self.hq_db)
+
+    def __exit__(self, *exc: object) -> None:
+        self.publisher.stop()
+        self.store.close()
+        terminate(self.ingest, 10.0)
+
+
 @pytest.mark.hil
 def test_hq_down_for_the_whole_burst_catches_up_after(broker, tmp_path):
     """No consumer at all while the edge writes 10,000 events (the broker drops what nobody
     subscribes to): the outbox keeps every row, re-sends after HQ's silence, and HQ catches up."""
-    store_path, hq_db = tmp_path / "edge.sqlite3", tmp_path / "hq.sqlite3"
-    store = Store(store_path, outbox=True)
-    publisher = SyncPublisher(str(store_path), "edge-a", "127.0.0.1", broker.port, "edge-a",
-                              "secret-a", resend_s=1.0)
-    publisher.start()
-    ingest = None
-    try:
+    with EdgeBeforeHq(broker, tmp_path, resend_s=1.0) as edge:
         for i in range(BURST):
-            store.append_event("call.ringing", {"n": i})
-        wait(lambda: publisher.published >= BURST, 30, "the burst to be published once")
-        assert store.outbox_depth() == BURST  # PUBACKs from the broker removed nothing
-        ingest = start_ingest(broker, hq_db)
-        wait(lambda: hq_count(hq_db) == BURST, 90, f"HQ to catch up on {BURST} events")
-        wait(lambda: store.outbox_depth() == 0, 30, "the outbox to drain")
-        assert hq_duplicates(hq_db) == 0
-    finally:
-        publisher.stop()
-        store.close()
-        if ingest is not None:
-            ingest.send_signal(signal.SIGTERM)
-            ingest.wait(10)
+            edge.store.append_event("call.ringing", {"n": i})
+        wait(lambda: edge.publisher.published >= BURST, 30, "the burst to be published once")
+        assert edge.store.outbox_depth() == BURST  # PUBACKs from the broker removed nothing
+        edge.start_hq()
+        wait(lambda: hq_count(edge.hq_db) == BURST, 90, f"HQ to catch up on {BURST} events")
+        wait(lambda: edge.store.outbox_depth() == 0, 30, "the outbox to drain")
+        assert hq_duplicates(edge.hq_db) == 0
 
 
 @pytest.mark.hil
@@ -158,25 +173,13 @@ def test_a_window_nobody_received_goes_again_soon_not_after_resend_s(broker, tmp
     """After a broker restart the edge may reconnect before HQ's consumer has subscribed again,
     and what it sends then reaches nobody. Until HQ's mark first moves on a connection the edge
     re-sends after half a second (doubling), not after ``resend_s`` (30 s here)."""
-    store_path, hq_db = tmp_path / "edge.sqlite3", tmp_path / "hq.sqlite3"
-    store = Store(store_path, outbox=True)
-    publisher = SyncPublisher(str(store_path), "edge-a", "127.0.0.1", broker.port, "edge-a",
-                              "secret-a", resend_s=30.0)
-    publisher.start()
-    ingest = None
-    try:
+    with EdgeBeforeHq(broker, tmp_path, resend_s=30.0) as edge:
         for i in range(100):
-            store.append_event("call.ringing", {"n": i})
-        wait(lambda: publisher.published >= 100, 10, "the window to be published to nobody")
-        ingest = start_ingest(broker, hq_db)
-        wait(lambda: store.outbox_depth() == 0, 15, "HQ to get the re-sent window and ack it")
-        assert hq_count(hq_db) == 100 and hq_duplicates(hq_db) == 0
-    finally:
-        publisher.stop()
-        store.close()
-        if ingest is not None:
-            ingest.send_signal(signal.SIGTERM)
-            ingest.wait(10)
+            edge.store.append_event("call.ringing", {"n": i})
+        wait(lambda: edge.publisher.published >= 100, 10, "the window to be published to nobody")
+        edge.start_hq()
+        wait(lambda: edge.store.outbox_depth() == 0, 15, "HQ to get the re-sent window and ack it")
+        assert hq_count(edge.hq_db) == 100 and hq_duplicates(edge.hq_db) == 0
 
 
 @pytest.mark.hil
@@ -184,31 +187,17 @@ def test_a_store_locked_past_the_busy_timeout_does_not_stop_the_publisher(broker
     """A writer that keeps the store's lock longer than the publisher's busy timeout (a burst of
     FULL commits can starve it) while HQ's acks arrive costs a retry, not the publisher thread;
     the acks are applied once the lock is free."""
-    import sqlite3
-
-    store_path, hq_db = tmp_path / "edge.sqlite3", tmp_path / "hq.sqlite3"
-    store = Store(store_path, outbox=True)
-    publisher = SyncPublisher(str(store_path), "edge-a", "127.0.0.1", broker.port, "edge-a",
-                              "secret-a", busy_timeout_s=0.1)
-    publisher.start()
-    ingest = None
-    try:
+    with EdgeBeforeHq(broker, tmp_path, busy_timeout_s=0.1) as edge:
         for i in range(50):
-            store.append_event("call.ringing", {"n": i})
-        wait(lambda: publisher.published >= 50, 10, "the events to go out (to nobody yet)")
-        holder = sqlite3.connect(store_path, isolation_level=None)
+            edge.store.append_event("call.ringing", {"n": i})
+        wait(lambda: edge.publisher.published >= 50, 10, "the events to go out (to nobody yet)")
+        holder = sqlite3.connect(edge.store_path, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")          # the write lock: the acks cannot delete rows
-        ingest = start_ingest(broker, hq_db)
-        wait(lambda: hq_count(hq_db) == 50, 15, "HQ to store the events and ack them")
+        edge.start_hq()
+        wait(lambda: hq_count(edge.hq_db) == 50, 15, "HQ to store the events and ack them")
         time.sleep(0.5)                            # acks applied and refused a few turns
-        assert publisher.alive and store.outbox_depth() == 50
+        assert edge.publisher.alive and edge.store.outbox_depth() == 50
         holder.execute("ROLLBACK")
         holder.close()
-        wait(lambda: store.outbox_depth() == 0, 15, "the outbox to drain after the lock")
-        assert publisher.alive and hq_duplicates(hq_db) == 0
-    finally:
-        publisher.stop()
-        store.close()
-        if ingest is not None:
-            ingest.send_signal(signal.SIGTERM)
-            ingest.wait(10)
+        wait(lambda: edge.store.outbox_depth() == 0, 15, "the outbox to drain after the lock")
+        assert edge.publisher.alive and hq_duplicates(edge.hq_db) == 0
