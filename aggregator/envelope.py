@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from aggregator import AggregatorError
+from edge.sync.payloads import PayloadError, decode_json
 
 TOPIC_ROOT = "cc/v1"
 UP_FILTER = f"{TOPIC_ROOT}/+/up/#"
@@ -178,18 +179,9 @@ def from_dict(data: Any) -> Envelope:
 
 def _decode(payload: bytes) -> Any:
     try:
-        text = bytes(payload).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EnvelopeError(f"payload is not UTF-8: {exc}") from None
-    try:
-        # NaN and Infinity are not JSON: refuse them here rather than store what PostgreSQL rejects
-        return json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise EnvelopeError(f"payload is not JSON: {exc}") from None
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
+        return decode_json(payload)
+    except PayloadError as exc:
+        raise EnvelopeError(str(exc)) from None
 
 
 def _required(data: Mapping[str, Any], key: str) -> Any:

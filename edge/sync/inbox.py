@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from edge.errors import ConfigError, EdgeError
 from edge.store.outbox_rows import add_to_outbox
+from edge.sync.payloads import PayloadError, decode_json
 
 log = logging.getLogger(__name__)
 
@@ -261,17 +262,9 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 def _decode(payload: bytes) -> Any:
     try:
-        text = bytes(payload).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DownlinkRejected(f"payload is not UTF-8: {exc}") from None
-    try:
-        return json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
-        raise DownlinkRejected(f"payload is not JSON: {exc}") from None
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
+        return decode_json(payload)
+    except PayloadError as exc:
+        raise DownlinkRejected(str(exc)) from None
 
 
 def _name(data: Mapping[str, Any], key: str, max_length: int = MAX_NAME) -> str:
